@@ -1,0 +1,45 @@
+# The README's commands. `make test` and `make demo` build everything they need from nothing.
+#
+# Heavy third-party packages (torch alone is several GB) live in a virtualenv shared by every
+# clone on this machine and keyed by the hash of the pinned requirements, so a change to the pins
+# (or a missing install step) builds a new one. The project itself goes into a small per-clone
+# .venv that sees the shared one through a .pth file.
+PYTHON ?= python3.11
+LOCK := requirements/lock.txt
+DEPS_HASH := $(shell cat $(LOCK) | sha256sum | cut -c1-16)
+DEPS := $(HOME)/.cache/gistrisk/deps-$(DEPS_HASH)
+VENV := .venv
+BIN := $(VENV)/bin
+SITE := lib/$(shell $(PYTHON) -c 'import sys; print(f"python{sys.version_info[0]}.{sys.version_info[1]}")')/site-packages
+DEMO_OUT ?= demo-output
+JOBS ?= 2
+
+.PHONY: setup test demo bench clean
+
+setup: $(VENV)/.installed
+
+$(DEPS)/.installed: $(LOCK)
+	rm -rf $(DEPS) && $(PYTHON) -m venv $(DEPS)
+	$(DEPS)/bin/pip install -qq --upgrade pip
+	$(DEPS)/bin/pip install -qq -r $(LOCK)
+	$(DEPS)/bin/pip check
+	touch $@
+
+$(VENV)/.installed: $(DEPS)/.installed pyproject.toml
+	rm -rf $(VENV) && $(PYTHON) -m venv $(VENV)
+	echo "import site; site.addsitedir('$(DEPS)/$(SITE)')" > $(VENV)/$(SITE)/zz_gistrisk_deps.pth
+	$(BIN)/python -m pip install -qq --no-deps -e .
+	$(BIN)/gistrisk --version
+	touch $@
+
+test: setup
+	$(BIN)/python -m pytest -n $(JOBS) -q -rs tests
+
+demo: setup
+	$(BIN)/gistrisk demo --out $(DEMO_OUT)
+
+bench: setup
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT)

@@ -1,0 +1,3 @@
+from gistrisk.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""gistrisk.pathology (see issue)."""

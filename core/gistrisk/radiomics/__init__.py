@@ -1,0 +1,1 @@
+"""gistrisk.radiomics (see issue)."""

@@ -1,0 +1,1 @@
+"""Self-contained HTML reports (cohort and per patient)."""

@@ -1,0 +1,1 @@
+"""Simulated multimodal GIST cohorts with a known ground truth."""
