@@ -1,18 +1,130 @@
-"""`gistrisk fit`, `validate` and `predict` (placeholders until the survival core lands)."""
+"""`gistrisk fit`, `validate` and `predict`: the survival core from the command line."""
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+from typing import Optional
 
-def fit() -> None:
-    """Fit unimodal and fused Cox models (not yet available)."""
-    raise SystemExit("not available yet")
+import typer
+from typing_extensions import Annotated
+
+ModalityOpt = Annotated[list[str], typer.Option("--modality", "-m", metavar="NAME=TABLE",
+                                                help="A modality's feature table (CSV/Parquet keyed by patient_id); "
+                                                     "repeat for each modality, e.g. -m clinical=clinical.csv")]
 
 
-def validate() -> None:
-    """Validate a frozen model (not yet available)."""
-    raise SystemExit("not available yet")
+def _setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s", force=True)
+    for noisy in ("distributed", "matplotlib", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def predict() -> None:
-    """Predict with a frozen model (not yet available)."""
-    raise SystemExit("not available yet")
+def _load_tables(modality: list[str]):
+    from gistrisk.tables import load_features, parse_modality_args
+
+    return {name: load_features(path, name) for name, path in parse_modality_args(modality).items()}
+
+
+def fit(
+    outcomes: Annotated[Path, typer.Option(help="Outcomes table: patient_id,time,event (months; 1 = recurrence/death)")],
+    modality: ModalityOpt,
+    out: Annotated[Path, typer.Option(help="Model bundle folder to write (model.json)")],
+    config: Annotated[Optional[Path], typer.Option(help="YAML fit settings (see gistrisk/configs/fit_default.yaml)")] = None,
+    jobs: Annotated[Optional[int], typer.Option(help="Worker processes (overrides the config's n_jobs)")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed (overrides the config's seed)")] = None,
+) -> None:
+    """Fit per-modality selection + Cox models and the late-fusion Cox on out-of-fold scores.
+
+    Example: gistrisk fit --outcomes outcomes.csv -m clinical=clinical.csv -m radiomics=radiomics.parquet
+    -m pathology=slide_features.parquet --out model/
+    """
+    _setup_logging()
+    from rich.console import Console
+
+    from gistrisk.atomic import write_table
+    from gistrisk.survival.config import load_config
+    from gistrisk.tables import load_outcomes
+    from gistrisk.survival.train import fit_multimodal
+
+    over = {k: v for k, v in (("n_jobs", jobs), ("seed", seed)) if v is not None}
+    cfg = load_config(config, over)
+    y = load_outcomes(outcomes)
+    tables = _load_tables(modality)
+    console = Console(stderr=True)
+    with console.status(f"fitting {len(tables)} modalities x {cfg.fusion.oof_folds + 1} pipelines ..."):
+        model = fit_multimodal(tables, y, cfg, progress=lambda msg: console.log(msg))
+    model.info_["inputs"] = {"outcomes": str(outcomes), **{m: df.attrs.get("source") for m, df in tables.items()},
+                             "config": str(config) if config else None}
+    model.save(out)
+    write_table(out / "oof_scores.csv", model.oof_scores_.rename_axis("patient_id").reset_index())
+    _print_metrics(model.cv_metrics_, "cross-validated on the development cohort")
+    typer.echo(f"fusion: {model.main_fusion.formula()}")
+    typer.echo(f"model bundle written to {out / 'model.json'}")
+
+
+def validate(
+    model: Annotated[Path, typer.Option(help="Model bundle folder from `gistrisk fit`")],
+    outcomes: Annotated[Path, typer.Option(help="Outcomes table of the cohort: patient_id,time,event")],
+    modality: ModalityOpt,
+    out: Annotated[Path, typer.Option(help="Report folder to write (metrics.json, predictions.csv)")],
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for confidence intervals")] = 1000,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed")] = 0,
+) -> None:
+    """Score a cohort with a frozen model and write every model's C-index (95% CI), log-rank p, td-AUC.
+
+    Example: gistrisk validate --model model/ --outcomes ext/outcomes.csv -m clinical=ext/clinical.csv
+    -m radiomics=ext/radiomics.parquet -m pathology=ext/slide_features.parquet --out report/
+    """
+    _setup_logging()
+    from gistrisk.atomic import write_json, write_table
+    from gistrisk.provenance import provenance
+    from gistrisk.survival.model import MultimodalRiskModel
+    from gistrisk.survival.validate import validate as run_validate
+    from gistrisk.tables import load_outcomes
+
+    m = MultimodalRiskModel.load(model)
+    y = load_outcomes(outcomes)
+    tables = {k: v.reset_index() for k, v in _load_tables(modality).items()}
+    metrics, pred = run_validate(m, tables, y, bootstrap=bootstrap, seed=seed)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "metrics.json", {"metrics": metrics, "development_cv": m.cv_metrics_,
+                                      "provenance": provenance({"bootstrap": bootstrap, "seed": seed},
+                                                               model=str(model), outcomes=str(outcomes))})
+    write_table(out / "predictions.csv", pred)
+    _print_metrics(metrics, "on this cohort, frozen model")
+    typer.echo(f"metrics written to {out / 'metrics.json'}")
+
+
+def predict(
+    model: Annotated[Path, typer.Option(help="Model bundle folder from `gistrisk fit`")],
+    modality: ModalityOpt,
+    out: Annotated[Path, typer.Option(help="Predictions CSV to write")],
+) -> None:
+    """Predict per patient: unimodal scores, fused risk, risk group and RFS at 12/36/60 months.
+
+    A patient missing a modality is predicted from those present when the model has a fusion for
+    them, and flagged `partial`.
+    Example: gistrisk predict --model model/ -m clinical=new/clinical.csv -m radiomics=new/radiomics.csv --out pred.csv
+    """
+    _setup_logging()
+    from gistrisk.atomic import write_table
+    from gistrisk.survival.model import MultimodalRiskModel
+
+    m = MultimodalRiskModel.load(model)
+    tables = {k: v.reset_index() for k, v in _load_tables(modality).items()}
+    pred = m.predict(tables)
+    for mod in m.modalities_:
+        if mod not in tables:
+            logging.warning("modality %r not given: predictions use the other modalities and are flagged partial", mod)
+    write_table(out, pred)
+    typer.echo(f"{len(pred)} predictions ({int(pred['partial'].sum())} partial) written to {out}")
+
+
+def _print_metrics(metrics: dict, title: str) -> None:
+    typer.echo(f"C-index {title}:")
+    for name, v in metrics.items():
+        if isinstance(v, dict) and "c_index" in v:
+            lo, hi = v["c_index_ci"]
+            lr = f", log-rank p={v['logrank_p']:.3g}" if "logrank_p" in v else ""
+            typer.echo(f"  {name:<26} C={v['c_index']:.3f} (95% CI {lo:.3f}-{hi:.3f}), n={v['n']}, events={v['events']}{lr}")

@@ -1,0 +1,167 @@
+"""Fit configuration: dataclasses with validated fields, loaded from YAML (defaults follow the paper)."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gistrisk.errors import InputError
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "fit_default.yaml"
+
+
+@dataclass
+class PreprocessConfig:
+    corr_threshold: float | None = 0.95
+    drop_constant: bool = True
+
+
+@dataclass
+class LassoConfig:
+    enabled: bool = True
+    l1_ratio: float = 1.0
+    n_alphas: int = 40
+    alpha_min_ratio: float = 0.05
+    cv_folds: int = 5
+    max_features: int = 30
+
+
+@dataclass
+class RSFConfig:
+    enabled: bool = True
+    n_estimators: int = 100
+    min_samples_leaf: int = 5
+    cv_folds: int = 10
+    n_repeats: int = 2
+    top_k: int = 10
+
+
+@dataclass
+class StepwiseConfig:
+    enabled: bool = True
+    direction: str = "both"      # forward | backward | both
+    criterion: str = "aic"       # aic | p
+    p_enter: float = 0.05
+    p_remove: float = 0.10
+    max_features: int = 5
+
+
+@dataclass
+class CoxConfig:
+    penalizer: float = 0.0
+
+
+@dataclass
+class ClusterConfig:
+    enabled: bool = False
+    n_clusters: int = 2
+
+
+@dataclass
+class ModalityConfig:
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    lasso: LassoConfig = field(default_factory=LassoConfig)
+    rsf: RSFConfig = field(default_factory=RSFConfig)
+    stepwise: StepwiseConfig = field(default_factory=StepwiseConfig)
+    cox: CoxConfig = field(default_factory=CoxConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    min_events_per_feature: int = 5
+
+
+@dataclass
+class FusionConfig:
+    oof_folds: int = 5
+    early_fusion: bool = True
+    cutoff: str = "median"       # median | maxstat
+    penalizer: float = 0.0
+
+
+@dataclass
+class FitConfig:
+    seed: int = 0
+    n_jobs: int = 1
+    bootstrap: int = 500
+    modality: ModalityConfig = field(default_factory=ModalityConfig)
+    modalities: dict[str, ModalityConfig] = field(default_factory=dict)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    horizons: list[float] = field(default_factory=lambda: [12.0, 36.0, 60.0])
+
+    def for_modality(self, name: str) -> ModalityConfig:
+        return self.modalities.get(name, self.modality)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _build(cls, data: Any, where: str):
+    if data is None:
+        return cls()
+    if not isinstance(data, dict):
+        raise InputError(f"config section {where!r} must be a mapping, got {type(data).__name__}")
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise InputError(f"unknown key(s) {unknown} in config section {where!r}; known: {sorted(known)}")
+    kwargs = {}
+    for name, value in data.items():
+        sub = _SECTIONS.get((cls, name))
+        kwargs[name] = _build(sub, value, f"{where}.{name}") if sub else value
+    return cls(**kwargs)
+
+
+_SECTIONS = {
+    (ModalityConfig, "preprocess"): PreprocessConfig, (ModalityConfig, "lasso"): LassoConfig,
+    (ModalityConfig, "rsf"): RSFConfig, (ModalityConfig, "stepwise"): StepwiseConfig,
+    (ModalityConfig, "cox"): CoxConfig, (ModalityConfig, "cluster"): ClusterConfig,
+    (FitConfig, "modality"): ModalityConfig, (FitConfig, "fusion"): FusionConfig,
+}
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> FitConfig:
+    """Defaults from ``fit_default.yaml``, updated by the user's YAML and ``overrides``; validated."""
+    data = yaml.safe_load(DEFAULT_CONFIG.read_text()) or {}
+    if path is not None:
+        try:
+            user = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise InputError(f"cannot read config: {e}", file=str(path)) from e
+        data = _merge(data, user)
+    if overrides:
+        data = _merge(data, overrides)
+    per_mod = data.pop("modalities", {}) or {}
+    cfg = _build(FitConfig, data, "fit")
+    base = dataclasses.asdict(cfg.modality)
+    cfg.modalities = {m: _build(ModalityConfig, _merge(base, o or {}), f"modalities.{m}") for m, o in per_mod.items()}
+    _validate(cfg)
+    return cfg
+
+
+def _validate(cfg: FitConfig) -> None:
+    for name, m in [("modality", cfg.modality), *cfg.modalities.items()]:
+        if m.stepwise.direction not in ("forward", "backward", "both"):
+            raise InputError(f"{name}.stepwise.direction must be forward, backward or both")
+        if m.stepwise.criterion not in ("aic", "p"):
+            raise InputError(f"{name}.stepwise.criterion must be aic or p")
+        if not 0 < m.lasso.l1_ratio <= 1:
+            raise InputError(f"{name}.lasso.l1_ratio must be in (0, 1]")
+        if m.preprocess.corr_threshold is not None and not 0 < m.preprocess.corr_threshold <= 1:
+            raise InputError(f"{name}.preprocess.corr_threshold must be in (0, 1]")
+        for k in ("cv_folds",):
+            if getattr(m.lasso, k) < 2 or getattr(m.rsf, k) < 2:
+                raise InputError(f"{name}: cv_folds must be at least 2")
+    if cfg.fusion.cutoff not in ("median", "maxstat"):
+        raise InputError("fusion.cutoff must be median or maxstat")
+    if cfg.fusion.oof_folds < 2:
+        raise InputError("fusion.oof_folds must be at least 2")

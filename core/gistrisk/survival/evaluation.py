@@ -1,0 +1,163 @@
+"""Evaluation of survival predictions: C-index with bootstrap CI, td-AUC, KM/log-rank, calibration, Brier.
+
+Every C-index is reported with a bootstrap 95% confidence interval, the number of patients and events.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Callable
+
+import numpy as np
+from sksurv.metrics import (concordance_index_censored, concordance_index_ipcw, cumulative_dynamic_auc,
+                            integrated_brier_score)
+from sksurv.util import Surv
+
+
+def as_surv(time: np.ndarray, event: np.ndarray) -> np.ndarray:
+    """Structured survival array (fields ``event``, ``time``), shape (n,)."""
+    return Surv.from_arrays(event=np.asarray(event, bool), time=np.asarray(time, float))
+
+
+def harrell_c(time, event, risk) -> float:
+    """Harrell's C; higher ``risk`` means earlier event. NaN when no comparable pair exists."""
+    event = np.asarray(event, bool)
+    if event.sum() == 0:
+        return float("nan")
+    try:
+        return float(concordance_index_censored(event, np.asarray(time, float), np.asarray(risk, float))[0])
+    except (ValueError, ZeroDivisionError):
+        return float("nan")
+
+
+def uno_c(time, event, risk, *, train_time=None, train_event=None, tau: float | None = None) -> float:
+    """Uno's IPCW C up to ``tau`` (default: the largest test time below the training follow-up)."""
+    time, event = np.asarray(time, float), np.asarray(event, bool)
+    tt = time if train_time is None else np.asarray(train_time, float)
+    te = event if train_event is None else np.asarray(train_event, bool)
+    if tau is None:
+        tau = _safe_horizon(tt, te, time)
+    try:
+        return float(concordance_index_ipcw(as_surv(tt, te), as_surv(time, event), np.asarray(risk, float), tau=tau)[0])
+    except (ValueError, ZeroDivisionError):
+        return float("nan")
+
+
+def _safe_horizon(train_time, train_event, test_time) -> float:
+    # IPCW weights are undefined where the training censoring distribution reaches zero
+    return float(min(np.max(train_time[~train_event]) if (~train_event).any() else np.max(train_time),
+                     np.max(test_time)) * 0.999)
+
+
+def bootstrap_ci(stat: Callable[[np.ndarray], float], n: int, *, n_boot: int = 500, seed: int = 0,
+                 level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap CI of ``stat(indices)`` over ``n_boot`` resamples of ``n`` rows."""
+    rng = np.random.default_rng(seed)
+    vals = np.array([stat(rng.integers(0, n, n)) for _ in range(n_boot)], float)
+    vals = vals[np.isfinite(vals)]
+    if len(vals) < 10:
+        return float("nan"), float("nan")
+    a = (1 - level) / 2
+    return float(np.quantile(vals, a)), float(np.quantile(vals, 1 - a))
+
+
+def c_index_summary(time, event, risk, *, n_boot: int = 500, seed: int = 0,
+                    train_time=None, train_event=None) -> dict[str, Any]:
+    """Harrell's C (with bootstrap 95% CI), Uno's C (with CI), n, events and the censoring fraction."""
+    time, event, risk = np.asarray(time, float), np.asarray(event, bool), np.asarray(risk, float)
+    n = len(time)
+    c = harrell_c(time, event, risk)
+    ci = bootstrap_ci(lambda i: harrell_c(time[i], event[i], risk[i]), n, n_boot=n_boot, seed=seed)
+    tt = time if train_time is None else np.asarray(train_time, float)
+    te = event if train_event is None else np.asarray(train_event, bool)
+    tau = _safe_horizon(tt, te, time)
+    u = uno_c(time, event, risk, train_time=tt, train_event=te, tau=tau)
+    u_ci = bootstrap_ci(lambda i: uno_c(time[i], event[i], risk[i], train_time=tt, train_event=te, tau=tau),
+                        n, n_boot=max(100, n_boot // 5), seed=seed)
+    return {"c_index": c, "c_index_ci": list(ci), "uno_c_index": u, "uno_c_index_ci": list(u_ci),
+            "uno_tau": tau, "n": int(n), "events": int(event.sum()),
+            "censored_fraction": float(1 - event.mean()) if n else float("nan")}
+
+
+def td_auc(time, event, risk, times, *, train_time=None, train_event=None) -> dict[str, Any]:
+    """Cumulative/dynamic AUC at ``times``, keeping only times inside the follow-up range.
+
+    scikit-survival raises (or silently extrapolates IPCW) when a time lies outside the test
+    follow-up or beyond the last training censoring time; such times are dropped and listed.
+    """
+    time, event = np.asarray(time, float), np.asarray(event, bool)
+    tt = time if train_time is None else np.asarray(train_time, float)
+    te = event if train_event is None else np.asarray(train_event, bool)
+    times = np.asarray(times, float)
+    lo = time.min()
+    hi = min(time.max(), np.max(tt[~te]) if (~te).any() else tt.max())
+    ok = (times >= lo) & (times < hi)
+    # each kept time needs at least one case (event before t) and one control (still at risk after t)
+    ok &= np.array([((time <= t) & event).any() and (time > t).any() for t in times], bool)
+    dropped = times[~ok].tolist()
+    if not ok.any():
+        return {"times": [], "auc": [], "mean_auc": float("nan"), "dropped_times": dropped}
+    auc, mean_auc = cumulative_dynamic_auc(as_surv(tt, te), as_surv(time, event), np.asarray(risk, float), times[ok])
+    return {"times": times[ok].tolist(), "auc": np.asarray(auc).tolist(), "mean_auc": float(mean_auc),
+            "dropped_times": dropped}
+
+
+def km_logrank(time, event, groups) -> dict[str, Any]:
+    """Kaplan-Meier curve per group, numbers at risk and the (multi-group) log-rank p-value."""
+    from lifelines import KaplanMeierFitter
+    from lifelines.statistics import multivariate_logrank_test
+
+    time, event, groups = np.asarray(time, float), np.asarray(event, bool), np.asarray(groups)
+    curves = {}
+    for g in sorted(set(groups.tolist()), key=str):
+        m = groups == g
+        km = KaplanMeierFitter().fit(time[m], event[m])
+        sf = km.survival_function_.iloc[:, 0]
+        curves[str(g)] = {"time": sf.index.to_numpy(float).tolist(), "survival": sf.to_numpy(float).tolist(),
+                          "n": int(m.sum()), "events": int(event[m].sum())}
+    p = float("nan")
+    if len(curves) > 1:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            p = float(multivariate_logrank_test(time, groups, event).p_value)
+    return {"logrank_p": p, "curves": curves}
+
+
+def numbers_at_risk(time, groups, at: np.ndarray) -> dict[str, list[int]]:
+    time, groups = np.asarray(time, float), np.asarray(groups)
+    return {str(g): [int(((groups == g) & (time >= t)).sum()) for t in at] for g in sorted(set(groups.tolist()), key=str)}
+
+
+def calibration(pred_survival, time, event, horizon: float, n_groups: int = 4) -> dict[str, Any]:
+    """Predicted vs Kaplan-Meier observed survival at ``horizon`` in quantile groups of prediction."""
+    from lifelines import KaplanMeierFitter
+
+    pred = np.asarray(pred_survival, float)
+    time, event = np.asarray(time, float), np.asarray(event, bool)
+    n_groups = max(1, min(n_groups, len(pred) // 10 or 1))
+    edges = np.quantile(pred, np.linspace(0, 1, n_groups + 1))
+    bins = np.clip(np.searchsorted(edges, pred, side="right") - 1, 0, n_groups - 1)
+    rows = []
+    for b in range(n_groups):
+        m = bins == b
+        if m.sum() < 2:
+            continue
+        km = KaplanMeierFitter().fit(time[m], event[m])
+        obs = float(km.predict(horizon))
+        lo, hi = (float(v) for v in km.confidence_interval_survival_function_.asof(horizon).values) \
+            if horizon >= km.timeline.min() else (float("nan"), float("nan"))
+        rows.append({"predicted": float(pred[m].mean()), "observed": obs, "observed_ci": [lo, hi], "n": int(m.sum())})
+    return {"horizon": horizon, "groups": rows}
+
+
+def integrated_brier(time, event, surv_matrix, times, *, train_time=None, train_event=None) -> float:
+    """Integrated Brier score over ``times`` (restricted to the valid follow-up range)."""
+    time, event = np.asarray(time, float), np.asarray(event, bool)
+    tt = time if train_time is None else np.asarray(train_time, float)
+    te = event if train_event is None else np.asarray(train_event, bool)
+    times = np.asarray(times, float)
+    hi = min(time.max(), np.max(tt[~te]) if (~te).any() else tt.max())
+    ok = (times >= time.min()) & (times < hi)
+    if ok.sum() < 2:
+        return float("nan")
+    return float(integrated_brier_score(as_surv(tt, te), as_surv(time, event), np.asarray(surv_matrix)[:, ok], times[ok]))

@@ -1,0 +1,221 @@
+"""The multimodal risk model: unimodal pipelines + fusion Cox models, saved as a JSON bundle."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from gistrisk.atomic import write_json
+from gistrisk.errors import BundleError, InputError
+from gistrisk.survival.cox import step_at
+from gistrisk.survival.fusion import FusionCox
+from gistrisk.survival.pipeline import ModalityPipeline
+
+SCHEMA_VERSION = 1
+BUNDLE_FILE = "model.json"
+ID = "patient_id"
+
+#: units shown next to known clinical inputs (the simulated and the paper's variables)
+CLINICAL_UNITS = {
+    "age": "years", "bmi": "kg/m2", "tumour_size_cm": "cm", "size_cm": "cm", "tumor_size_cm": "cm",
+    "mitoses_per_5mm2": "per 5 mm2 (50 HPF)", "mitoses_per_50hpf": "per 50 HPF", "ki67_percent": "%",
+    "hemoglobin": "g/L", "albumin": "g/L", "neutrophils": "10^9/L", "lymphocytes": "10^9/L",
+}
+
+
+def subset_key(mods) -> str:
+    return "+".join(sorted(mods))
+
+
+class MultimodalRiskModel:
+    """A frozen multimodal model: per-modality pipelines and one fusion Cox per modality subset.
+
+    Attributes
+    ----------
+    modalities_ : list of str
+    pipelines_ : dict[str, ModalityPipeline]
+    fusion_ : dict[str, FusionCox]       keyed by "+"-joined sorted modality names; the full set is the main model
+    early_fusion_ : dict or None         coefficients of the early-fusion Cox (comparison only)
+    input_columns_ : dict[str, list[str]]
+    clinical_schema_ : list of dict
+    group_curves_ : dict                 training Kaplan-Meier curves of the low/high risk groups
+    cv_metrics_ : dict                   cross-validated development metrics
+    info_ : dict                         provenance, config, cohort summary
+    """
+
+    def __init__(self, pipelines: dict[str, ModalityPipeline], fusion: dict[str, FusionCox],
+                 early_fusion: dict[str, Any] | None = None, clinical_schema: list[dict] | None = None,
+                 group_curves: dict | None = None, cv_metrics: dict | None = None, info: dict | None = None):
+        self.pipelines_ = pipelines
+        self.modalities_ = sorted(pipelines)
+        self.fusion_ = fusion
+        self.early_fusion_ = early_fusion
+        self.clinical_schema_ = clinical_schema or []
+        self.group_curves_ = group_curves or {}
+        self.cv_metrics_ = cv_metrics or {}
+        self.info_ = info or {}
+        self.input_columns_ = {m: p.preprocessor_.numeric_ + p.preprocessor_.categorical_ for m, p in pipelines.items()}
+
+    # ---- prediction -------------------------------------------------------------------------------------
+    def scores(self, tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+        """Unimodal scores, one column per modality (NaN where the modality is missing)."""
+        unknown = sorted(set(tables) - set(self.modalities_))
+        if unknown:
+            raise InputError(f"model has no modality {unknown}; it knows {self.modalities_}")
+        frames = {}
+        for m, df in tables.items():
+            df = _indexed(df, m)
+            missing = [c for c in self.input_columns_[m] if c not in df.columns]
+            if missing:
+                raise InputError(f"modality {m!r} table lacks column(s) {missing[:10]} the model needs",
+                                 file=df.attrs.get("source"), column=missing[0])
+            frames[m] = pd.Series(self.pipelines_[m].score(df), index=df.index)
+        ids = pd.Index(sorted(set().union(*[f.index for f in frames.values()]))) if frames else pd.Index([])
+        out = pd.DataFrame(index=ids)
+        out.index.name = ID
+        for m in self.modalities_:
+            out[f"score_{m}"] = frames[m].reindex(ids) if m in frames else np.nan
+        return out
+
+    def _fuse(self, S: pd.DataFrame) -> pd.DataFrame:
+        rows = []
+        for pid, row in S.iterrows():
+            present = [m for m in self.modalities_ if np.isfinite(row[f"score_{m}"])]
+            key = subset_key(present)
+            if not present or key not in self.fusion_:
+                rows.append({ID: pid, "risk": np.nan, "risk_group": "", "fusion_model": "",
+                             "modalities_used": ";".join(present), "partial": True})
+                continue
+            f = self.fusion_[key]
+            r = float(f.risk(np.array([[row[f"score_{m}"] for m in f.modalities]]))[0])
+            rows.append({ID: pid, "risk": r, "risk_group": "high" if r > f.cutoff else "low", "fusion_model": key,
+                         "modalities_used": ";".join(present), "partial": key != subset_key(self.modalities_)})
+        return pd.DataFrame(rows).set_index(ID) if rows else pd.DataFrame(
+            columns=["risk", "risk_group", "fusion_model", "modalities_used", "partial"])
+
+    def predict(self, tables: dict[str, pd.DataFrame], horizons=(12, 36, 60)) -> pd.DataFrame:
+        """Scores, fused risk, risk group and predicted RFS at ``horizons`` (months) per patient.
+
+        A patient missing a modality is predicted by the fusion model of the modalities present and
+        flagged ``partial``; with no usable modality the risk is NaN.
+        """
+        S = self.scores(tables)
+        F = self._fuse(S)
+        out = S.join(F)
+        surv = self._survival(out, np.asarray(horizons, float))
+        for j, h in enumerate(horizons):
+            out[f"rfs_{int(h)}"] = surv[:, j]
+        cols = [f"score_{m}" for m in self.modalities_] + ["risk", "risk_group"] + \
+               [f"rfs_{int(h)}" for h in horizons] + ["modalities_used", "partial", "fusion_model"]
+        return out[cols].reset_index()
+
+    def _survival(self, out: pd.DataFrame, times: np.ndarray) -> np.ndarray:
+        res = np.full((len(out), len(times)), np.nan)
+        for i, (risk, key) in enumerate(zip(out["risk"], out["fusion_model"])):
+            if key and np.isfinite(risk):
+                c = self.fusion_[key].cox
+                res[i] = np.exp(-step_at(c.baseline_time, c.baseline_cumhaz, times) * np.exp(risk))
+        return res
+
+    def predict_survival(self, tables: dict[str, pd.DataFrame], times) -> pd.DataFrame:
+        """Predicted RFS curves, shape (n_patients, len(times)); columns are times in months."""
+        times = np.asarray(times, float)
+        S = self.scores(tables)
+        out = S.join(self._fuse(S))
+        return pd.DataFrame(self._survival(out, times), index=out.index, columns=times)
+
+    def early_fusion_risk(self, tables: dict[str, pd.DataFrame]) -> pd.Series:
+        """Early-fusion risk for patients with every modality (comparison model), shape (n,)."""
+        if not self.early_fusion_:
+            raise ValueError("this model has no early-fusion component")
+        frames = [_indexed(tables[m], m) for m in self.modalities_]
+        ids = sorted(set.intersection(*[set(f.index) for f in frames]))
+        Z = np.hstack([self.pipelines_[m].preprocessor_.transform(f.loc[ids]).to_numpy(float)
+                       for m, f in zip(self.modalities_, frames)])
+        return pd.Series(Z @ np.asarray(self.early_fusion_["coef"], float), index=pd.Index(ids, name=ID))
+
+    # ---- bundle I/O ------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION, "kind": "gistrisk.MultimodalRiskModel",
+            "modalities": self.modalities_,
+            "input_columns": self.input_columns_,
+            "pipelines": {m: p.to_dict() for m, p in self.pipelines_.items()},
+            "fusion": {k: f.to_dict() for k, f in self.fusion_.items()},
+            "main_fusion": subset_key(self.modalities_),
+            "early_fusion": self.early_fusion_, "clinical_schema": self.clinical_schema_,
+            "group_curves": self.group_curves_, "cv_metrics": self.cv_metrics_, "info": self.info_,
+        }
+
+    def save(self, directory: str | Path) -> Path:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        write_json(directory / BUNDLE_FILE, self.to_dict())
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "MultimodalRiskModel":
+        """Load a bundle; refuse missing, corrupt or newer-schema bundles with a clear ``BundleError``."""
+        path = Path(directory)
+        path = path / BUNDLE_FILE if path.is_dir() else path
+        if not path.is_file():
+            raise BundleError(f"{path}: no model bundle here (expected {BUNDLE_FILE} from `gistrisk fit`)")
+        try:
+            d = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise BundleError(f"{path}: corrupt model bundle ({e})") from e
+        if not isinstance(d, dict) or d.get("kind") != "gistrisk.MultimodalRiskModel":
+            raise BundleError(f"{path}: not a gistrisk model bundle")
+        v = d.get("schema_version")
+        if not isinstance(v, int) or v > SCHEMA_VERSION:
+            raise BundleError(f"{path}: model schema version {v!r} is newer than this gistrisk reads "
+                              f"({SCHEMA_VERSION}); upgrade gistrisk")
+        try:
+            pipes = {m: ModalityPipeline.from_dict(p) for m, p in d["pipelines"].items()}
+            fusion = {k: FusionCox.from_dict(f) for k, f in d["fusion"].items()}
+        except (KeyError, TypeError, ValueError) as e:
+            raise BundleError(f"{path}: model bundle is incomplete or corrupt ({type(e).__name__}: {e})") from e
+        return cls(pipes, fusion, d.get("early_fusion"), d.get("clinical_schema"), d.get("group_curves"),
+                   d.get("cv_metrics"), d.get("info"))
+
+    @property
+    def main_fusion(self) -> FusionCox:
+        return self.fusion_[subset_key(self.modalities_)]
+
+
+def _indexed(df: pd.DataFrame, modality: str) -> pd.DataFrame:
+    if ID in df.columns:
+        src = df.attrs.get("source")
+        df = df.copy()
+        df[ID] = df[ID].astype(str)
+        if df[ID].duplicated().any():
+            dup = df[ID][df[ID].duplicated()].iloc[0]
+            raise InputError(f"duplicate {ID} in {modality} table", file=src, patient=dup)
+        df = df.set_index(ID)
+        df.attrs["source"] = src
+    return df
+
+
+def all_subsets(mods: list[str]):
+    for k in range(1, len(mods) + 1):
+        yield from itertools.combinations(sorted(mods), k)
+
+
+def clinical_schema(table: pd.DataFrame, pipeline: ModalityPipeline) -> list[dict[str, Any]]:
+    """Form fields for the clinical inputs the model uses (kind, levels, unit, training range)."""
+    pre = pipeline.preprocessor_
+    fields = []
+    for c in pre.numeric_:
+        v = pd.to_numeric(table[c], errors="coerce") if c in table else pd.Series(dtype=float)
+        fields.append({"name": c, "kind": "numeric", "levels": None, "unit": CLINICAL_UNITS.get(c),
+                       "min": float(v.min()) if v.notna().any() else None,
+                       "max": float(v.max()) if v.notna().any() else None})
+    for c in pre.categorical_:
+        fields.append({"name": c, "kind": "categorical", "levels": pre.levels_[c], "unit": None, "min": None,
+                       "max": None})
+    return fields

@@ -1,0 +1,160 @@
+"""One modality: preprocessing -> selection chain -> unimodal Cox -> score (radscore, patscore, ...)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator
+
+from gistrisk.errors import InputError
+from gistrisk.survival.config import ModalityConfig
+from gistrisk.survival.cox import CoxResult, fit_cox
+from gistrisk.survival.evaluation import harrell_c
+from gistrisk.survival.preprocess import Preprocessor
+from gistrisk.survival.selection import LassoCoxSelector, RSFSelector, StepwiseCoxSelector
+
+log = logging.getLogger(__name__)
+
+
+class ModalityPipeline(BaseEstimator):
+    """Selection and a Cox model for one modality, as an sklearn-style survival estimator.
+
+    Parameters
+    ----------
+    name : str                      modality name (e.g. ``"radiomics"``)
+    config : ModalityConfig
+    seed : int
+
+    Attributes
+    ----------
+    preprocessor_ : Preprocessor     restricted to the selected features
+    selected_ : list of str          final features
+    steps_ : dict                    per step: features kept and details
+    cox_ : CoxResult                 Cox on the selected (standardised) features
+    clusters_ : dict or None         frozen cluster centres when clustering is on
+    warnings_ : list of str
+    """
+
+    def __init__(self, name: str = "modality", config: ModalityConfig | None = None, seed: int = 0):
+        self.name = name
+        self.config = config
+        self.seed = seed
+
+    def fit(self, X: pd.DataFrame, time: np.ndarray, event: np.ndarray) -> "ModalityPipeline":
+        cfg = self.config or ModalityConfig()
+        time, event = np.asarray(time, float), np.asarray(event, int)
+        n_events = int(event.sum())
+        self.warnings_: list[str] = []
+        if n_events < 2:
+            raise InputError(f"modality {self.name!r}: only {n_events} event(s) among {len(event)} patients; "
+                             "a Cox model needs at least 2", file=X.attrs.get("source"))
+        max_final = max(1, n_events // max(cfg.min_events_per_feature, 1))
+        if max_final < cfg.stepwise.max_features:
+            msg = (f"modality {self.name!r}: {n_events} events allow at most {max_final} feature(s) "
+                   f"(min_events_per_feature={cfg.min_events_per_feature}); final model shrunk from "
+                   f"{cfg.stepwise.max_features}")
+            log.warning(msg)
+            self.warnings_.append(msg)
+        pre = Preprocessor(corr_threshold=cfg.preprocess.corr_threshold, drop_constant=cfg.preprocess.drop_constant)
+        Z = pre.fit(X).transform(X)
+        self.steps_: dict[str, Any] = {"preprocess": {"n_in": X.shape[1], "n_out": Z.shape[1],
+                                                      "dropped_constant": len(pre.dropped_["constant"]),
+                                                      "dropped_correlated": len(pre.dropped_["correlated"])}}
+        cols = list(Z.columns)
+        if cfg.lasso.enabled and len(cols) > 1:
+            sel = LassoCoxSelector(cfg.lasso, seed=self.seed).fit(Z[cols], time, event)
+            cols = sel.selected_
+            self.steps_["lasso"] = {**sel.details_, "selected": cols}
+        if cfg.rsf.enabled and len(cols) > 1:
+            sel = RSFSelector(cfg.rsf, seed=self.seed).fit(Z[cols], time, event)
+            cols = sel.selected_
+            self.steps_["rsf"] = {**sel.details_, "selected": cols}
+        if cfg.stepwise.enabled and len(cols) > 1:
+            sel = StepwiseCoxSelector(cfg.stepwise, penalizer=cfg.cox.penalizer, max_features=max_final).fit(
+                Z[cols], time, event)
+            cols = sel.selected_
+            self.steps_["stepwise"] = {**sel.details_, "selected": cols}
+        if len(cols) > max_final:
+            # keep the strongest by univariate Wald z when no step brought the count down far enough
+            z = [abs(r.coef[0] / r.se[0]) for r in (fit_cox(Z[[c]].to_numpy(), time, event) for c in cols)]
+            cols = [cols[i] for i in sorted(np.argsort(z)[::-1][:max_final])]
+        self.selected_ = list(cols)
+        self.preprocessor_ = pre.restrict(self.selected_)
+        A = Z[self.selected_].to_numpy(float)
+        self.cox_: CoxResult = fit_cox(A, time, event, penalizer=cfg.cox.penalizer)
+        if not self.cox_.converged:
+            self.warnings_.append(f"modality {self.name!r}: Cox did not converge")
+        self.cutoff_ = float(np.median(self.cox_.linear_predictor(A)))
+        self.clusters_ = self._fit_clusters(A, cfg) if cfg.cluster.enabled else None
+        self.n_train_, self.events_train_ = len(time), n_events
+        return self
+
+    def _fit_clusters(self, A: np.ndarray, cfg: ModalityConfig) -> dict[str, Any]:
+        from sklearn.cluster import KMeans
+
+        km = KMeans(n_clusters=cfg.cluster.n_clusters, n_init=10, random_state=self.seed).fit(A)
+        return {"centers": km.cluster_centers_.tolist()}
+
+    def score(self, X: pd.DataFrame, time=None, event=None):
+        """Without outcomes: the modality score (Cox linear predictor), shape (n,).
+        With ``time`` and ``event``: Harrell's C of that score (sklearn's ``score`` convention)."""
+        lp = self.cox_.linear_predictor(self.preprocessor_.transform(X).to_numpy(float))
+        if time is None:
+            return lp
+        return harrell_c(time, event, lp)
+
+    predict = score
+
+    def cluster(self, X: pd.DataFrame) -> np.ndarray:
+        """Nearest frozen cluster centre per row, shape (n,)."""
+        if self.clusters_ is None:
+            raise ValueError(f"clustering is off for modality {self.name!r}")
+        A = self.preprocessor_.transform(X).to_numpy(float)
+        C = np.asarray(self.clusters_["centers"], float)
+        return np.argmin(((A[:, None, :] - C[None]) ** 2).sum(-1), axis=1)
+
+    def to_dict(self) -> dict[str, Any]:
+        r = self.cox_
+        return {
+            "name": self.name, "selected": self.selected_, "steps": _jsonable(self.steps_),
+            "preprocessor": self.preprocessor_.to_dict(),
+            "cox": {"coef": r.coef.tolist(), "se": r.se.tolist(), "mean": r.mean.tolist(), "loglik": r.loglik,
+                    "baseline_time": r.baseline_time.tolist(), "baseline_cumhaz": r.baseline_cumhaz.tolist(),
+                    "converged": r.converged, "n_iter": r.n_iter},
+            "cutoff": self.cutoff_, "clusters": self.clusters_, "n_train": self.n_train_, "events_train": self.events_train_,
+            "warnings": self.warnings_,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModalityPipeline":
+        p = cls(name=d["name"])
+        p.selected_, p.steps_ = d["selected"], d["steps"]
+        p.preprocessor_ = Preprocessor.from_dict(d["preprocessor"])
+        c = d["cox"]
+        p.cox_ = CoxResult(np.asarray(c["coef"], float), np.asarray(c["se"], float), np.asarray(c["mean"], float),
+                           c["loglik"], np.asarray(c["baseline_time"], float), np.asarray(c["baseline_cumhaz"], float),
+                           c["converged"], c["n_iter"])
+        p.clusters_, p.n_train_, p.events_train_ = d["clusters"], d["n_train"], d["events_train"]
+        p.cutoff_ = float(d["cutoff"])
+        p.warnings_ = d.get("warnings", [])
+        return p
+
+    def hazard_ratios(self) -> pd.DataFrame:
+        """Per selected feature (per 1 SD): HR with 95% CI and Wald p."""
+        r = self.cox_
+        return pd.DataFrame({"feature": self.selected_, "coef": r.coef, "hr": np.exp(r.coef),
+                             "hr_low": np.exp(r.coef - 1.96 * r.se), "hr_high": np.exp(r.coef + 1.96 * r.se),
+                             "p": r.p_values})
+
+
+def _jsonable(o: Any) -> Any:
+    if isinstance(o, dict):
+        return {str(k): _jsonable(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_jsonable(v) for v in o]
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    return o

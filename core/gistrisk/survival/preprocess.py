@@ -1,0 +1,150 @@
+"""Per-modality preprocessing fitted on training rows only: encode, impute, filter, scale."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+
+from gistrisk.errors import InputError
+
+#: a text column is numeric-with-junk (an error) rather than categorical when this share parses
+NUMERIC_SHARE = 0.8
+
+
+def split_column_kinds(df: pd.DataFrame, source: str | None = None) -> tuple[list[str], list[str]]:
+    """Numeric and categorical columns; numeric columns holding non-numeric junk raise ``InputError``."""
+    numeric, categorical = [], []
+    for col in df.columns:
+        s = df[col]
+        if pd.api.types.is_bool_dtype(s) or pd.api.types.is_numeric_dtype(s):
+            numeric.append(col)
+            continue
+        present = s.dropna()
+        parsed = pd.to_numeric(present, errors="coerce")
+        if len(present) and parsed.notna().mean() >= NUMERIC_SHARE:
+            junk = present[parsed.isna()]
+            raise InputError(f"non-numeric value {junk.iloc[0]!r} in a numeric column", file=source,
+                             patient=str(junk.index[0]), column=str(col))
+        categorical.append(col)
+    return numeric, categorical
+
+
+class Preprocessor(TransformerMixin, BaseEstimator):
+    """Encode categoricals, impute, drop constant and near-duplicate features, z-score.
+
+    Parameters
+    ----------
+    corr_threshold : float
+        Of two features with ``|r|`` above this, the later one is dropped. ``None`` turns it off.
+    drop_constant : bool
+    scale : bool
+
+    Attributes
+    ----------
+    numeric_, categorical_ : list of str      input columns by kind
+    levels_ : dict                             categorical column -> levels seen in training (first = reference)
+    medians_ : dict                            numeric imputation values
+    features_out_ : list of str                columns after filtering
+    mean_, scale_ : ndarray, shape (p_out,)
+    dropped_ : dict                            reason -> dropped columns
+    """
+
+    def __init__(self, corr_threshold: float | None = 0.95, drop_constant: bool = True, scale: bool = True):
+        self.corr_threshold = corr_threshold
+        self.drop_constant = drop_constant
+        self.scale = scale
+
+    def _encode(self, X: pd.DataFrame) -> pd.DataFrame:
+        cols: dict[str, Any] = {}
+        for c in self.numeric_:
+            v = pd.to_numeric(X[c], errors="coerce") if c in X else pd.Series(np.nan, index=X.index)
+            cols[c] = v.astype(float).fillna(self.medians_[c])
+        for c, levels in self.levels_.items():
+            v = X[c].astype("string") if c in X else pd.Series(pd.NA, index=X.index, dtype="string")
+            v = v.fillna(self.modes_[c])
+            for lev in levels[1:]:
+                cols[f"{c}={lev}"] = (v == lev).astype(float)
+        return pd.DataFrame(cols, index=X.index)
+
+    def fit(self, X: pd.DataFrame, y=None) -> "Preprocessor":
+        if not isinstance(X, pd.DataFrame):
+            raise TypeError("Preprocessor expects a DataFrame")
+        source = X.attrs.get("source")
+        self.numeric_, self.categorical_ = split_column_kinds(X, source)
+        self.medians_ = {}
+        for c in self.numeric_:
+            med = pd.to_numeric(X[c], errors="coerce").median()
+            self.medians_[c] = float(med) if np.isfinite(med) else 0.0
+        self.levels_, self.modes_ = {}, {}
+        for c in self.categorical_:
+            s = X[c].dropna().astype(str)
+            counts = s.value_counts()
+            self.levels_[c] = sorted(counts.index.tolist(), key=lambda v: (-counts[v], v))
+            self.modes_[c] = self.levels_[c][0] if len(counts) else "missing"
+        E = self._encode(X)
+        self.dropped_ = {"constant": [], "correlated": []}
+        keep = list(E.columns)
+        if self.drop_constant:
+            sd = E.std(axis=0, ddof=0)
+            const = sd.index[(sd <= 1e-12) | sd.isna()].tolist()
+            self.dropped_["constant"] = const
+            keep = [c for c in keep if c not in set(const)]
+        if not keep:
+            raise InputError("every feature is constant on the training patients", file=source)
+        if self.corr_threshold is not None and len(keep) > 1:
+            keep = self._decorrelate(E[keep].to_numpy(float), keep)
+        self.features_out_ = keep
+        M = E[keep].to_numpy(float)
+        self.mean_ = M.mean(axis=0) if self.scale else np.zeros(len(keep))
+        sd = M.std(axis=0) if self.scale else np.ones(len(keep))
+        self.scale_ = np.where(sd > 0, sd, 1.0)
+        return self
+
+    def _decorrelate(self, M: np.ndarray, names: list[str]) -> list[str]:
+        Z = (M - M.mean(0)) / M.std(0)
+        R = np.abs(Z.T @ Z) / len(Z)
+        np.fill_diagonal(R, 0)
+        dropped = np.zeros(len(names), bool)
+        for j in range(len(names)):
+            if dropped[j]:
+                continue
+            dropped |= (R[j] > self.corr_threshold) & (np.arange(len(names)) > j)
+        self.dropped_["correlated"] = [n for n, d in zip(names, dropped) if d]
+        return [n for n, d in zip(names, dropped) if not d]
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        E = self._encode(X)[self.features_out_]
+        return pd.DataFrame((E.to_numpy(float) - self.mean_) / self.scale_, index=X.index, columns=self.features_out_)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"params": self.get_params(), "numeric": self.numeric_, "categorical": self.categorical_,
+                "levels": self.levels_, "modes": self.modes_, "medians": self.medians_,
+                "features_out": self.features_out_, "mean": self.mean_.tolist(), "scale": self.scale_.tolist(),
+                "dropped": self.dropped_}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Preprocessor":
+        p = cls(**d["params"])
+        p.numeric_, p.categorical_ = d["numeric"], d["categorical"]
+        p.levels_, p.modes_, p.medians_ = d["levels"], d["modes"], d["medians"]
+        p.features_out_, p.dropped_ = d["features_out"], d["dropped"]
+        p.mean_, p.scale_ = np.asarray(d["mean"], float), np.asarray(d["scale"], float)
+        return p
+
+    def restrict(self, features: list[str]) -> "Preprocessor":
+        """A copy that outputs only ``features`` (after selection), to keep bundles small."""
+        idx = [self.features_out_.index(f) for f in features]
+        d = self.to_dict()
+        d["features_out"] = list(features)
+        d["mean"] = self.mean_[idx].tolist()
+        d["scale"] = self.scale_[idx].tolist()
+        used = {f.split("=", 1)[0] for f in features}
+        d["numeric"] = [c for c in self.numeric_ if c in used]
+        d["categorical"] = [c for c in self.categorical_ if c in used]
+        d["levels"] = {c: v for c, v in self.levels_.items() if c in used}
+        d["modes"] = {c: v for c, v in self.modes_.items() if c in used}
+        d["medians"] = {c: v for c, v in self.medians_.items() if c in used}
+        return Preprocessor.from_dict(d)

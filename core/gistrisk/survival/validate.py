@@ -1,0 +1,103 @@
+"""Scoring a frozen model on a cohort with outcomes: every model's C-index with CI, log-rank, td-AUC."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from gistrisk.clinical.nih import modified_nih, nih_rank
+from gistrisk.survival.evaluation import (calibration, c_index_summary, integrated_brier, km_logrank,
+                                          numbers_at_risk, td_auc)
+from gistrisk.survival.model import ID, MultimodalRiskModel
+
+log = logging.getLogger(__name__)
+
+NIH_COLUMNS = {
+    "size": ("tumour_size_cm", "tumor_size_cm", "size_cm", "size"),
+    "mitoses": ("mitoses_per_5mm2", "mitoses_per_50hpf", "mitoses"),
+    "site": ("site", "tumour_site", "tumor_site"),
+    "rupture": ("rupture", "tumour_rupture", "tumor_rupture"),
+}
+AUC_TIMES = np.arange(6.0, 121.0, 6.0)
+
+
+def _pick(df: pd.DataFrame, names) -> str | None:
+    return next((c for c in names if c in df.columns), None)
+
+
+def nih_categories(clinical: pd.DataFrame) -> pd.Series | None:
+    """Modified NIH category per patient from a clinical table, or None when its columns are absent."""
+    cols = {k: _pick(clinical, v) for k, v in NIH_COLUMNS.items()}
+    if not (cols["size"] and cols["mitoses"] and cols["site"]):
+        return None
+    out = {}
+    for pid, r in clinical.iterrows():
+        size, mit = pd.to_numeric(r[cols["size"]], errors="coerce"), pd.to_numeric(r[cols["mitoses"]], errors="coerce")
+        rupture = cols["rupture"] and str(r[cols["rupture"]]).strip().lower() in ("1", "1.0", "true", "yes")
+        if pd.isna(size) or pd.isna(mit) or pd.isna(r[cols["site"]]):
+            continue
+        out[pid] = modified_nih(float(size), float(mit), str(r[cols["site"]]), bool(rupture))
+    return pd.Series(out, name="modified_nih", dtype=object)
+
+
+def _summary(name, risk: pd.Series, groups: pd.Series, outcomes: pd.DataFrame, B: int, seed: int) -> dict[str, Any]:
+    ids = risk.dropna().index.intersection(outcomes.index)
+    y = outcomes.loc[ids]
+    r = risk.loc[ids].to_numpy(float)
+    res = c_index_summary(y["time"], y["event"], r, n_boot=B, seed=seed)
+    km = km_logrank(y["time"], y["event"], groups.loc[ids].to_numpy())
+    res["logrank_p"] = km["logrank_p"]
+    res["km"] = km["curves"]
+    res["at_risk"] = {"times": [0, 12, 24, 36, 48, 60], **numbers_at_risk(y["time"], groups.loc[ids], np.array([0, 12, 24, 36, 48, 60]))}
+    res["td_auc"] = td_auc(y["time"], y["event"], r, AUC_TIMES)
+    res["model"] = name
+    return res
+
+
+def validate(model: MultimodalRiskModel, tables: dict[str, pd.DataFrame], outcomes: pd.DataFrame, *,
+             bootstrap: int = 500, seed: int = 0) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Metrics per model (each modality, ``fusion``, ``early_fusion``, ``modified_nih``) and predictions."""
+    pred = model.predict(tables).set_index(ID)
+    unknown = sorted(set(pred.index) - set(outcomes.index))
+    if unknown:
+        log.warning("%d predicted patient(s) have no outcome and are not evaluated: %s", len(unknown),
+                    ", ".join(unknown[:10]))
+    metrics: dict[str, Any] = {}
+    for m in model.modalities_:
+        s = pred[f"score_{m}"].dropna()
+        g = pd.Series(np.where(s > model.pipelines_[m].cutoff_, "high", "low"), index=s.index)
+        metrics[m] = _summary(m, s, g, outcomes, bootstrap, seed)
+    full = pred[~pred["partial"] & pred["risk"].notna()]
+    metrics["fusion"] = _summary("fusion", full["risk"], full["risk_group"], outcomes, bootstrap, seed)
+    partial = pred[pred["partial"] & pred["risk"].notna()]
+    if len(partial):
+        metrics["fusion_including_partial"] = _summary("fusion_including_partial", pred["risk"].dropna(),
+                                                       pred["risk_group"], outcomes, bootstrap, seed)
+    if model.early_fusion_ and set(model.modalities_) <= set(tables):
+        er = model.early_fusion_risk(tables)
+        g = pd.Series(np.where(er > er.median(), "high", "low"), index=er.index)
+        metrics["early_fusion"] = _summary("early_fusion", er, g, outcomes, bootstrap, seed)
+    if "clinical" in tables:
+        clin = tables["clinical"].set_index(ID) if ID in tables["clinical"].columns else tables["clinical"]
+        nih = nih_categories(clin)
+        if nih is not None and len(nih):
+            rank = nih.map(nih_rank).astype(float)
+            metrics["modified_nih"] = _summary("modified_nih", rank, nih, outcomes, bootstrap, seed)
+            pred["modified_nih"] = nih.reindex(pred.index)
+    # calibration and Brier score of the fused model's predicted RFS
+    ids = full.index.intersection(outcomes.index)
+    if len(ids) >= 20:
+        y = outcomes.loc[ids]
+        cal = {}
+        for h in (36.0, 60.0):
+            if (y["time"] >= h).sum() >= 5:
+                surv = model.predict_survival({m: tables[m] for m in tables}, [h]).loc[ids].iloc[:, 0]
+                cal[f"{int(h)}"] = calibration(surv.to_numpy(), y["time"], y["event"], h)
+        metrics["fusion"]["calibration"] = cal
+        grid = np.linspace(max(1.0, y["time"].min()), y["time"].quantile(0.9), 30)
+        S = model.predict_survival(tables, grid).loc[ids].to_numpy()
+        metrics["fusion"]["integrated_brier"] = integrated_brier(y["time"], y["event"], S, grid)
+    return metrics, pred.reset_index()
