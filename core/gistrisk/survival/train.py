@@ -84,7 +84,7 @@ def fit_multimodal(tables: dict[str, pd.DataFrame], outcomes: pd.DataFrame, conf
     if progress:
         progress(f"fitted {len(tasks)} pipelines")
 
-    oof = pd.DataFrame(index=outcomes.index, columns=list(data), dtype=float)
+    oof = pd.DataFrame(index=outcomes.index, columns=sorted(data), dtype=float)
     for m, (X, t, e, f) in data.items():
         for k in range(K):
             if (m, k) in pipes and (f == k).any():
