@@ -70,6 +70,7 @@ def validate(
     out: Annotated[Path, typer.Option(help="Report folder to write (metrics.json, predictions.csv)")],
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for confidence intervals")] = 1000,
     seed: Annotated[int, typer.Option(help="Bootstrap seed")] = 0,
+    report: Annotated[bool, typer.Option(help="Also write the HTML cohort report (report.html)")] = True,
 ) -> None:
     """Score a cohort with a frozen model and write every model's C-index (95% CI), log-rank p, td-AUC.
 
@@ -94,12 +95,23 @@ def validate(
     write_table(out / "predictions.csv", pred)
     _print_metrics(metrics, "on this cohort, frozen model")
     typer.echo(f"metrics written to {out / 'metrics.json'}")
+    if report:
+        from gistrisk.report.cohort import write_cohort_report
+        from gistrisk.tables import read_table
+
+        oof = Path(model) / "oof_scores.csv"
+        if oof.is_file():  # the nomogram's axes then follow the development scores
+            m.oof_scores_ = read_table(oof).set_index("patient_id")
+        path = write_cohort_report(out / "report.html", model=m, metrics=metrics, predictions=pred, outcomes=y,
+                                   clinical=tables.get("clinical"), bootstrap=bootstrap, validation_seed=seed)
+        typer.echo(f"report written to {path}")
 
 
 def predict(
     model: Annotated[Path, typer.Option(help="Model bundle folder from `gistrisk fit`")],
     modality: ModalityOpt,
     out: Annotated[Path, typer.Option(help="Predictions CSV to write")],
+    report_dir: Annotated[Optional[Path], typer.Option(help="Also write one HTML report per patient here")] = None,
 ) -> None:
     """Predict per patient: unimodal scores, fused risk, risk group and RFS at 12/36/60 months.
 
@@ -117,7 +129,20 @@ def predict(
     for mod in m.modalities_:
         if mod not in tables:
             logging.warning("modality %r not given: predictions use the other modalities and are flagged partial", mod)
+    part = pred.loc[pred["partial"], "patient_id"].tolist()
+    if part:
+        logging.warning("%d patient(s) lack a modality and were predicted from those present (flagged partial): %s",
+                        len(part), ", ".join(part[:10]))
+    none = pred.loc[pred["risk"].isna(), "patient_id"].tolist()
+    if none:
+        logging.warning("%d patient(s) could not be predicted (no modality the model can fuse): %s", len(none),
+                        ", ".join(none[:10]))
     write_table(out, pred)
+    if report_dir:
+        from gistrisk.report.patient_batch import write_patient_reports
+
+        write_patient_reports(report_dir, model=m, tables=tables)
+        typer.echo(f"per-patient reports written to {report_dir}")
     typer.echo(f"{len(pred)} predictions ({int(pred['partial'].sum())} partial) written to {out}")
 
 

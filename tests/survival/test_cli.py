@@ -48,6 +48,8 @@ def test_fit_validate_predict(cohort):
     run("validate", "--model", model, "--outcomes", cohort / "ext/outcomes.csv", *_mods(cohort / "ext"),
         "--out", rep, "--bootstrap", "200")
     metrics = json.loads((rep / "metrics.json").read_text())["metrics"]
+    html = (rep / "report.html").read_text()
+    assert "risk =" in html and "radscore" in html and f"{metrics['fusion']['c_index']:.3f}" in html
     for name in ("clinical", "radiomics", "pathology", "fusion"):
         m = metrics[name]
         assert {"c_index", "c_index_ci", "logrank_p", "n", "events"} <= set(m)
@@ -56,7 +58,8 @@ def test_fit_validate_predict(cohort):
     assert metrics["fusion"]["c_index"] > 0.7
 
     pred = cohort / "pred.csv"
-    run("predict", "--model", model, *_mods(cohort / "ext"), "--out", pred)
+    run("predict", "--model", model, *_mods(cohort / "ext"), "--out", pred, "--report-dir", cohort / "patients")
+    assert len(list((cohort / "patients").glob("*.html"))) == 70
     df = pd.read_csv(pred)
     assert list(df.columns[:9]) == ["patient_id", "score_clinical", "score_pathology", "score_radiomics", "risk",
                                     "risk_group", "rfs_12", "rfs_36", "rfs_60"]

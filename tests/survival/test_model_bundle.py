@@ -88,3 +88,14 @@ def test_clustering_is_frozen_and_applies_to_new_rows(fitted):
     lab = p.cluster(tables["pathology"])
     assert set(np.unique(lab)) == {0, 1}
     assert (p.cluster(tables["pathology"].iloc[:5]) == lab[:5]).all()
+
+
+def test_validate_tests_frozen_clusters_by_logrank(fitted):
+    from gistrisk.survival.validate import validate
+
+    model, _, tables, out = fitted
+    metrics, pred = validate(model, {k: v.reset_index() for k, v in tables.items()}, out, bootstrap=50)
+    cl = metrics["pathology"]["clusters"]
+    assert set(cl["km"]) == {"0", "1"} and 0 <= cl["logrank_p"] <= 1
+    assert "clusters" not in metrics["radiomics"]
+    assert metrics["fusion"]["n"] == int((~pred["partial"]).sum())

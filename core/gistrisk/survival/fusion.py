@@ -10,6 +10,14 @@ import numpy as np
 from gistrisk.survival.cox import CoxResult, fit_cox
 
 
+PAPER_SCORE_NAMES = {"radiomics": "radscore", "pathology": "patscore", "clinical": "clinscore"}
+
+
+def score_name(modality: str) -> str:
+    """The paper's name of a modality's score (radscore, patscore, clinscore; else <name>score)."""
+    return PAPER_SCORE_NAMES.get(modality, f"{modality}score")
+
+
 @dataclass
 class FusionCox:
     """A Cox model on unimodal scores: ``risk = sum_m coef_m * (score_m - mean_m)``.
@@ -36,7 +44,7 @@ class FusionCox:
         """The fusion formula as the paper prints it (coefficient * score - constant ...)."""
         parts = []
         for m, b, mu in zip(self.modalities, self.cox.coef, self.cox.mean):
-            parts.append(f"{b:+.4f}*{m}score {-b * mu:+.4f}")
+            parts.append(f"{b:+.4f}*{score_name(m)} {-b * mu:+.4f}")
         return "risk = " + " ".join(parts).lstrip("+")
 
     def to_dict(self) -> dict[str, Any]:

@@ -70,6 +70,14 @@ def validate(model: MultimodalRiskModel, tables: dict[str, pd.DataFrame], outcom
         s = pred[f"score_{m}"].dropna()
         g = pd.Series(np.where(s > model.pipelines_[m].cutoff_, "high", "low"), index=s.index)
         metrics[m] = _summary(m, s, g, outcomes, bootstrap, seed)
+        pipe = model.pipelines_[m]
+        if pipe.clusters_ is not None and m in tables:
+            # the paper's grouping of slide features into clusters, frozen at fit time, tested by log-rank
+            X = tables[m].set_index(ID) if ID in tables[m].columns else tables[m]
+            ids = X.index.intersection(outcomes.index)
+            lab = pipe.cluster(X.loc[ids])
+            km = km_logrank(outcomes.loc[ids, "time"], outcomes.loc[ids, "event"], lab)
+            metrics[m]["clusters"] = {"logrank_p": km["logrank_p"], "km": km["curves"]}
     full = pred[~pred["partial"] & pred["risk"].notna()]
     metrics["fusion"] = _summary("fusion", full["risk"], full["risk_group"], outcomes, bootstrap, seed)
     partial = pred[pred["partial"] & pred["risk"].notna()]

@@ -1,0 +1,49 @@
+"""A small fitted and validated model shared by the report tests (fit ~15 s once per session)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gistrisk.survival.synthetic import make_tables
+
+FAST = {"bootstrap": 50, "modality": {"rsf": {"n_estimators": 20, "cv_folds": 3, "n_repeats": 1},
+                                      "lasso": {"cv_folds": 3, "n_alphas": 15}},
+        "fusion": {"oof_folds": 3}}
+P = {"clinical": 6, "radiomics": 30, "pathology": 30}
+
+
+def clinical_like(tables: dict[str, pd.DataFrame], seed: int) -> pd.DataFrame:
+    """make_tables' clinical block turned into a hospital-like table: two signal columns become
+    tumour size and mitoses (so modified NIH is informative), plus site, sex and age with gaps."""
+    rng = np.random.default_rng(seed)
+    c = tables["clinical"].copy()
+    n = len(c)
+    c["tumour_size_cm"] = np.round(np.clip(np.exp(np.log(5.5) + 0.5 * c["cli_0000"]), 1, 25), 1)
+    c["mitoses_per_5mm2"] = np.round(np.exp(1.2 + 0.9 * c["cli_0001"])).astype(int)
+    c["site"] = rng.choice(["stomach", "small intestine", "colorectum"], n, p=[0.6, 0.3, 0.1])
+    c["sex"] = rng.choice(["male", "female"], n)
+    c["age"] = np.round(rng.normal(59, 11, n))
+    c.loc[c.index[rng.random(n) < 0.05], "age"] = np.nan
+    return c.drop(columns=["cli_0000", "cli_0001"])
+
+
+def cohort(n: int, seed: int, missing=None):
+    tables, outcomes, _ = make_tables(n, p=P, seed=seed, missing=missing)
+    tables["clinical"] = clinical_like(tables, seed)
+    return tables, outcomes
+
+
+@pytest.fixture(scope="session")
+def fitted():
+    """(model, dev tables, dev outcomes, ext tables, ext outcomes, metrics, predictions)."""
+    from gistrisk.survival.config import load_config
+    from gistrisk.survival.train import fit_multimodal
+    from gistrisk.survival.validate import validate
+
+    dev, ydev = cohort(150, 1)
+    ext, yext = cohort(70, 2, missing={"radiomics": 0.1})
+    model = fit_multimodal(dev, ydev, load_config(overrides=FAST))
+    metrics, pred = validate(model, {k: v.reset_index() for k, v in ext.items()}, yext, bootstrap=50, seed=0)
+    return {"model": model, "dev": dev, "ydev": ydev, "ext": ext, "yext": yext, "metrics": metrics, "pred": pred}

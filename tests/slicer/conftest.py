@@ -1,0 +1,100 @@
+"""Fixtures for the Slicer module: real slicer-core scenes with the real lung2 CT, and a demo bundle."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+MODULE_DIR = REPO / "SlicerGISTRisk"
+FAST_FIT = Path(__file__).resolve().parent / "data" / "fit_fast.yaml"
+GISTRISK = str(Path(sys.executable).with_name("gistrisk"))
+for _p in (MODULE_DIR, Path(__file__).resolve().parent):  # the module's Lib, and the app shim
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
+
+
+@pytest.fixture(scope="session")
+def module():
+    """SlicerGISTRisk.py imported with the application stand-ins (slicer.app, qt, base classes)."""
+    import slicer_app_shim
+
+    slicer_app_shim.install()
+    import SlicerGISTRisk
+
+    return SlicerGISTRisk
+
+
+@pytest.fixture
+def scene():
+    """A fresh real MRML scene (segmentation converters registered as in the application)."""
+    from SlicerGISTRiskLib.headless import new_scene
+
+    return new_scene()
+
+
+@pytest.fixture(scope="session")
+def lung2_files(shared_data) -> tuple[Path, Path]:
+    ct = shared_data / "ct"
+    return ct / "lung2_image.nrrd", ct / "lung2_label.nrrd"
+
+
+@pytest.fixture
+def lung2(scene, lung2_files):
+    """(scene, CT volume node, segmentation node, segment id) from the real lung2 files."""
+    from SlicerGISTRiskLib import mrml_convert as mc
+
+    volume = mc.load_volume_file(scene, lung2_files[0], name="lung2")
+    seg = mc.labelmap_file_to_segmentation(scene, lung2_files[1], volume, name="lung2 tumour")
+    return scene, volume, seg, mc.segment_ids(seg)[0]
+
+
+@pytest.fixture(scope="session")
+def logic(module):
+    """One Logic for the session: its radiomics cache makes re-applying on lung2 cost no extraction."""
+    return module.SlicerGISTRiskLogic()
+
+
+@pytest.fixture(scope="session")
+def lung2_result(logic, shared_data):
+    """Radiomics of lung2 through the module's Logic (PyRadiomics baseline settings, original image)."""
+    from SlicerGISTRiskLib import headless, mrml_convert as mc
+    from SlicerGISTRiskLib.workflow import CaseInputs
+
+    scene = headless.new_scene()
+    volume = mc.load_volume_file(scene, shared_data / "ct" / "lung2_image.nrrd", name="lung2")
+    seg = mc.labelmap_file_to_segmentation(scene, shared_data / "ct" / "lung2_label.nrrd", volume)
+    return logic.process(CaseInputs(volume, seg, mc.segment_ids(seg)[0], params="pyradiomics_baseline"))
+
+
+@pytest.fixture(scope="session")
+def demo_bundle(tmp_path_factory, lung2_result) -> Path:
+    """A three-modality bundle fitted by `gistrisk fit` on the demo cohort (fast settings)."""
+    from SlicerGISTRiskLib.demo import fit_command, write_demo_cohort
+
+    folder = tmp_path_factory.mktemp("demo_cohort")
+    files = write_demo_cohort(folder, lung2_result.radiomics.features)
+    bundle = folder / "model"
+    run = subprocess.run(fit_command(GISTRISK, files, bundle, FAST_FIT), capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    return bundle
+
+
+@pytest.fixture(scope="session")
+def slide_row(tmp_path_factory, demo_bundle) -> Path:
+    """A one-row slide-feature table as the pathology arm exports it (all 6 demo slide features)."""
+    p = tmp_path_factory.mktemp("slide") / "slide_features.csv"
+    pd.DataFrame([{"patient_id": "S-77", **{f"path_{j:04d}": 0.5 for j in range(6)}}]).to_csv(p, index=False)
+    return p
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test here needs slicer-core: mark them `slicer` (see pyproject's markers)."""
+    here = Path(__file__).resolve().parent
+    for item in items:
+        if here in Path(str(item.fspath)).resolve().parents:
+            item.add_marker(pytest.mark.slicer)

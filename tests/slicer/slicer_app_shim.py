@@ -1,0 +1,159 @@
+"""Stand-ins for the Slicer *application* pieces the ``slicer-core`` package lacks.
+
+Only what a headless MRML library cannot have: ``slicer.app``, ``slicer.mrmlScene``,
+``qt`` (an empty module: the widget is not exercised here), the
+ScriptedLoadableModule base classes, ``slicer.i18n`` and a small
+``parameterNodeWrapper`` that stores typed values in a real
+``vtkMRMLScriptedModuleNode``. Every MRML class (scene, volumes,
+segmentations, tables, plots) is the real one from slicer-core.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+import tempfile
+import types
+import typing
+import unittest
+from typing import Any
+
+_INSTALLED = False
+
+
+class _App:
+    """The few ``slicer.app`` members the module touches."""
+
+    temporaryPath = tempfile.gettempdir()
+
+    @staticmethod
+    def testingEnabled() -> bool:
+        return True
+
+    @staticmethod
+    def processEvents() -> None:
+        return None
+
+
+class WithinRange:
+    """``Annotated[float, WithinRange(lo, hi)]``: values outside are refused, as in Slicer."""
+
+    def __init__(self, minimum: float, maximum: float):
+        self.minimum, self.maximum = minimum, maximum
+
+    def validate(self, value: Any) -> None:
+        if not self.minimum <= value <= self.maximum:
+            raise ValueError(f"{value} not in [{self.minimum}, {self.maximum}]")
+
+
+def parameterNodeWrapper(cls: type) -> type:
+    """Typed properties over a vtkMRMLScriptedModuleNode (str/int/float/bool/Path/MRML node)."""
+    import slicer
+
+    hints = typing.get_type_hints(cls, include_extras=True)
+    defaults = {name: getattr(cls, name) for name in hints if hasattr(cls, name)}
+
+    def __init__(self, parameterNode):
+        self.parameterNode = parameterNode
+        for name, value in defaults.items():
+            if not parameterNode.GetParameter(name):
+                setattr(self, name, value)
+
+    def _prop(name: str, hint: Any) -> property:
+        base, validators = hint, []
+        if typing.get_origin(hint) is typing.Annotated:
+            base, *validators = typing.get_args(hint)
+        is_node = isinstance(base, type) and issubclass(base, slicer.vtkMRMLNode)
+
+        def get(self):
+            if is_node:
+                return self.parameterNode.GetNodeReference(name)
+            raw = self.parameterNode.GetParameter(name)
+            if base is bool:
+                return raw == "true"
+            if base in (int, float):
+                return base(raw) if raw else base()
+            if base is pathlib.Path:
+                return pathlib.Path(raw) if raw else pathlib.Path()
+            return raw
+
+        def set_(self, value):
+            if is_node:
+                self.parameterNode.SetNodeReferenceID(name, value.GetID() if value is not None else None)
+                return
+            for v in validators:
+                if hasattr(v, "validate"):
+                    v.validate(value)
+            text = ("true" if value else "false") if base is bool else str(value)
+            self.parameterNode.SetParameter(name, text)
+
+        return property(get, set_)
+
+    ns: dict[str, Any] = {"__init__": __init__, "__doc__": cls.__doc__, "allParameters": dict(hints),
+                          "connectGui": lambda self, gui: object(), "disconnectGui": lambda self, tag: None}
+    for name, hint in hints.items():
+        ns[name] = _prop(name, hint)
+    return type(cls.__name__, (), ns)
+
+
+class ScriptedLoadableModule:
+    def __init__(self, parent):
+        self.parent = parent
+
+
+class ScriptedLoadableModuleWidget:
+    def __init__(self, parent=None):
+        self.parent = parent
+
+
+class ScriptedLoadableModuleLogic:
+    """Parameter node singleton per module in ``slicer.mrmlScene``, as Slicer's base class keeps it."""
+
+    def __init__(self, parent=None):
+        self.moduleName = type(self).__name__.removesuffix("Logic")
+
+    def getParameterNode(self):
+        import slicer
+
+        scene = slicer.mrmlScene
+        for i in range(scene.GetNumberOfNodesByClass("vtkMRMLScriptedModuleNode")):
+            node = scene.GetNthNodeByClass(i, "vtkMRMLScriptedModuleNode")
+            if node.GetAttribute("ModuleName") == self.moduleName:
+                return node
+        node = scene.AddNewNodeByClass("vtkMRMLScriptedModuleNode", self.moduleName)
+        node.SetAttribute("ModuleName", self.moduleName)
+        return node
+
+
+class ScriptedLoadableModuleTest(unittest.TestCase):
+    def delayDisplay(self, message: str, msec: int = 0) -> None:
+        return None
+
+
+def install() -> None:
+    """Register the stand-ins (idempotent)."""
+    global _INSTALLED
+    if _INSTALLED:
+        return
+    import slicer
+
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "SlicerGISTRisk"))
+    from SlicerGISTRiskLib.headless import new_scene
+
+    for name in ("qt",):
+        sys.modules.setdefault(name, types.ModuleType(name))
+    slm = types.ModuleType("slicer.ScriptedLoadableModule")
+    for obj in (ScriptedLoadableModule, ScriptedLoadableModuleWidget, ScriptedLoadableModuleLogic,
+                ScriptedLoadableModuleTest):
+        setattr(slm, obj.__name__, obj)
+    pnw = types.ModuleType("slicer.parameterNodeWrapper")
+    pnw.parameterNodeWrapper, pnw.WithinRange = parameterNodeWrapper, WithinRange
+    i18n = types.ModuleType("slicer.i18n")
+    i18n.tr = lambda text: text
+    i18n.translate = lambda context, text: text
+    for mod in (slm, pnw, i18n):
+        sys.modules[mod.__name__] = mod
+        setattr(slicer, mod.__name__.split(".")[1], mod)
+    slicer.app = _App()
+    slicer.mrmlScene = new_scene()
+    _INSTALLED = True
