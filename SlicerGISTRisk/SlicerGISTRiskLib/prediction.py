@@ -183,18 +183,15 @@ def _predict(model: Any, tables: dict[str, Any], extra_scores: dict[str, float],
         curve_values = surv.iloc[0].to_numpy(float)
     else:
         # A patscore instead of slide features: fuse the given score with the computed ones.
-        # Uses the model's own scoring and fusion steps so the numbers match `predict`.
+        # The model's public score-level entry points, so the numbers match `predict`.
         S = model.scores(tables) if tables else pd.DataFrame(index=pd.Index([], name="patient_id"))
         pid = next(iter(tables.values()))["patient_id"].iloc[0] if tables else "patient"
         if pid not in S.index:
             S.loc[pid] = np.nan
         for m, v in extra_scores.items():
             S.loc[pid, f"score_{m}"] = v
-        out = S.join(model._fuse(S))
-        horizons = np.array([12.0, 36.0, 60.0])
-        at = model._survival(out, horizons)[0]
-        row = {"patient_id": pid, **out.iloc[0].to_dict(), **{f"rfs_{int(h)}": v for h, v in zip(horizons, at)}}
-        curve_values = model._survival(out, np.asarray(times, float))[0]
+        row = model.predict_from_scores(S).iloc[0].to_dict()
+        curve_values = model.predict_survival_from_scores(S, times).iloc[0].to_numpy(float)
     curve = pd.DataFrame({"time": np.asarray(times, float), "survival": curve_values})
     return row, curve
 

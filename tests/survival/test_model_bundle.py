@@ -99,3 +99,16 @@ def test_validate_tests_frozen_clusters_by_logrank(fitted):
     assert set(cl["km"]) == {"0", "1"} and 0 <= cl["logrank_p"] <= 1
     assert "clusters" not in metrics["radiomics"]
     assert metrics["fusion"]["n"] == int((~pred["partial"]).sum())
+
+
+def test_predict_from_scores_equals_predict(fitted):
+    model, _, tables, _ = fitted
+    t = {k: v.reset_index() for k, v in tables.items()}
+    S = model.scores(t)
+    pd.testing.assert_frame_equal(model.predict_from_scores(S), model.predict(t))
+    S2 = S.copy()
+    S2["score_pathology"] = np.nan
+    part = model.predict_from_scores(S2)
+    assert part["partial"].all() and (part["fusion_model"] == "clinical+radiomics").all()
+    np.testing.assert_allclose(model.predict_survival_from_scores(S, [12, 36]).to_numpy(),
+                               model.predict(t)[["rfs_12", "rfs_36"]].to_numpy())

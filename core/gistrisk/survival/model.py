@@ -104,15 +104,19 @@ class MultimodalRiskModel:
         A patient missing a modality is predicted by the fusion model of the modalities present and
         flagged ``partial``; with no usable modality the risk is NaN.
         """
-        S = self.scores(tables)
-        F = self._fuse(S)
-        out = S.join(F)
+        return self.predict_from_scores(self.scores(tables), horizons)
+
+    def predict_from_scores(self, S: pd.DataFrame, horizons=(12, 36, 60)) -> pd.DataFrame:
+        """As :meth:`predict`, from unimodal scores (columns ``score_<modality>``, NaN = missing),
+        e.g. a patscore exported by the pathology arm instead of its slide features."""
+        S = S.reindex(columns=[f"score_{m}" for m in self.modalities_])
+        out = S.join(self._fuse(S))
         surv = self._survival(out, np.asarray(horizons, float))
         for j, h in enumerate(horizons):
             out[f"rfs_{int(h)}"] = surv[:, j]
         cols = [f"score_{m}" for m in self.modalities_] + ["risk", "risk_group"] + \
                [f"rfs_{int(h)}" for h in horizons] + ["modalities_used", "partial", "fusion_model"]
-        return out[cols].reset_index()
+        return out[cols].rename_axis(ID).reset_index()
 
     def _survival(self, out: pd.DataFrame, times: np.ndarray) -> np.ndarray:
         res = np.full((len(out), len(times)), np.nan)
@@ -124,8 +128,12 @@ class MultimodalRiskModel:
 
     def predict_survival(self, tables: dict[str, pd.DataFrame], times) -> pd.DataFrame:
         """Predicted RFS curves, shape (n_patients, len(times)); columns are times in months."""
+        return self.predict_survival_from_scores(self.scores(tables), times)
+
+    def predict_survival_from_scores(self, S: pd.DataFrame, times) -> pd.DataFrame:
+        """As :meth:`predict_survival`, from unimodal scores (columns ``score_<modality>``)."""
         times = np.asarray(times, float)
-        S = self.scores(tables)
+        S = S.reindex(columns=[f"score_{m}" for m in self.modalities_])
         out = S.join(self._fuse(S))
         return pd.DataFrame(self._survival(out, times), index=out.index, columns=times)
 
