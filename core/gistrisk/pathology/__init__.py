@@ -1,1 +1,11 @@
-"""gistrisk.pathology (see issue)."""
+"""Pathology arm: H&E whole-slide images -> tiles -> ResNet50 tissue classifier -> slide features.
+
+Modules (one job each): ``slides`` (OpenSlide/tiffslide/PIL reader, mpp, levels), ``tissue``
+(thumbnail tissue mask), ``tiling`` (grid, tissue filter, annotation labels), ``annotations``
+(QuPath GeoJSON via qupath_bridge), ``model`` (ResNet50 architecture and weight files), ``data``
+(tile Dataset), ``train`` (training recipe), ``engine`` (batched inference), ``features``
+(tumour-tile pooling, output table), ``pipeline`` (one slide end to end, batch workers),
+``cohort`` (manifests, fingerprints), ``cli`` (``gistrisk pathology tiles|train|features``).
+
+Torch is imported only by the modules that need it; importing this package is cheap.
+"""

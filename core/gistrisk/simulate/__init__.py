@@ -1,1 +1,12 @@
 """Simulated multimodal GIST cohorts with a known ground truth."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def simulate_cohort(*args: Any, **kwargs: Any):
+    """See :func:`gistrisk.simulate.cohort.simulate_cohort` (imported lazily to keep the CLI fast)."""
+    from gistrisk.simulate.cohort import simulate_cohort as _impl
+
+    return _impl(*args, **kwargs)

@@ -1,0 +1,127 @@
+"""Which slides a cohort command runs on: a folder or a manifest; and their cache fingerprints."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from gistrisk.errors import InputError
+
+SLIDE_SUFFIXES = (".svs", ".tif", ".tiff", ".ndpi", ".mrxs", ".scn", ".vms", ".vmu", ".bif", ".svslide",
+                  ".dcm")
+_EDGE_BYTES = 4 << 20
+
+
+@dataclass
+class SlideEntry:
+    """One slide of a cohort. Paths are absolute; mpp None = from the slide's metadata."""
+
+    patient_id: str
+    slide: str
+    slide_id: str
+    annotations: str | None = None
+    mpp: float | None = None
+
+
+def read_manifest(path: str | Path) -> list[SlideEntry]:
+    """CSV with ``patient_id,slide[,slide_id,annotations,mpp]``; relative paths are relative to the CSV.
+
+    Raises InputError naming the file, row and column for missing columns/values, bad mpp,
+    duplicate slide ids.
+    """
+    path = Path(path)
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except Exception as e:
+        raise InputError(f"cannot read manifest ({type(e).__name__}: {e})", file=str(path)) from e
+    df.columns = [c.strip() for c in df.columns]
+    for col in ("patient_id", "slide"):
+        if col not in df.columns:
+            raise InputError(f"manifest needs columns patient_id,slide[,slide_id,annotations,mpp]; found "
+                             f"{list(df.columns)}", file=str(path), column=col)
+    base = path.parent
+    out = []
+    for i, row in df.iterrows():
+        pid, slide = row["patient_id"].strip(), row["slide"].strip()
+        if not pid:
+            raise InputError(f"row {i + 2}: empty patient_id", file=str(path), column="patient_id")
+        if not slide:
+            raise InputError(f"row {i + 2}: empty slide path", file=str(path), patient=pid, column="slide")
+        sp = _resolve(base, slide)
+        ann = row.get("annotations", "").strip() or None
+        mpp_txt = row.get("mpp", "").strip()
+        mpp = None
+        if mpp_txt:
+            try:
+                mpp = float(mpp_txt)
+            except ValueError:
+                mpp = math.nan
+            if not (mpp > 0 and math.isfinite(mpp)):
+                raise InputError(f"row {i + 2}: mpp {mpp_txt!r} is not a positive number", file=str(path),
+                                 patient=pid, column="mpp")
+        out.append(SlideEntry(pid, str(sp), row.get("slide_id", "").strip() or sp.stem,
+                              str(_resolve(base, ann)) if ann else None, mpp))
+    if not out:
+        raise InputError("manifest has no rows", file=str(path))
+    _check_unique(out, str(path))
+    return out
+
+
+def folder_entries(folder: str | Path, mpp: float | None = None) -> list[SlideEntry]:
+    """Every slide file in ``folder`` (by suffix); patient_id = slide_id = file stem."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError("slide folder not found", file=str(folder))
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SLIDE_SUFFIXES)
+    if not files:
+        raise InputError(f"no slide files ({', '.join(SLIDE_SUFFIXES)}) in folder", file=str(folder))
+    out = [SlideEntry(p.stem, str(p.resolve()), p.stem, None, mpp) for p in files]
+    _check_unique(out, str(folder))
+    return out
+
+
+def slide_fingerprint(path: str | Path) -> str:
+    """Cheap content fingerprint of a (multi-GB) slide: size + sha256 of its first and last 4 MiB.
+
+    Hashing whole slides on every resume would cost minutes per cohort; a replaced, re-scanned or
+    truncated file changes its size or its header/trailer (TIFF directories live there).
+    """
+    p = Path(path)
+    if not p.is_file():
+        return f"missing:{p}"
+    size = p.stat().st_size
+    h = hashlib.sha256(str(size).encode())
+    with open(p, "rb") as f:
+        h.update(f.read(_EDGE_BYTES))
+        if size > _EDGE_BYTES:
+            f.seek(max(_EDGE_BYTES, size - _EDGE_BYTES))
+            h.update(f.read())
+    return h.hexdigest()
+
+
+def failure_rows(failures: list[dict], entries: dict[str, SlideEntry]) -> pd.DataFrame:
+    """Batch failure records -> a table naming patient, slide and the error."""
+    rows = []
+    for f in failures:
+        e = entries.get(f["key"])
+        rows.append({"slide_id": f["key"], "patient_id": e.patient_id if e else None,
+                     "slide": e.slide if e else None, "error_type": f["error_type"], "message": f["message"]})
+    return pd.DataFrame(rows, columns=["slide_id", "patient_id", "slide", "error_type", "message"])
+
+
+def _resolve(base: Path, p: str) -> Path:
+    q = Path(p).expanduser()
+    return (q if q.is_absolute() else base / q).resolve()
+
+
+def _check_unique(entries: list[SlideEntry], file: str) -> None:
+    seen: dict[str, str] = {}
+    for e in entries:
+        if e.slide_id in seen:
+            raise InputError(f"slide_id {e.slide_id!r} appears twice ({seen[e.slide_id]} and {e.slide}); "
+                             "add a unique slide_id column", file=file, patient=e.patient_id)
+        seen[e.slide_id] = e.slide

@@ -1,0 +1,115 @@
+"""A torch Dataset of tiles read from their slides; each worker process opens its own slide handles."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+from gistrisk.pathology.slides import Slide
+
+
+@dataclass(frozen=True)
+class SlideSource:
+    """How to open one slide: path, backend and optional mpp override (picklable for workers)."""
+
+    path: str
+    backend: str = "auto"
+    mpp: float | None = None
+
+
+class TileDataset(Dataset):
+    """Tiles of one or more slides -> (uint8 tensor (H, W, 3), label index or -1).
+
+    Parameters
+    ----------
+    tiles : table with ``slide``, ``x``, ``y``, ``level``, ``read_size``, ``tile_size`` (and
+        ``label`` when ``classes`` is given).
+    sources : slide path -> SlideSource (backend, mpp); default: auto backend, no override.
+    classes : label names; their index becomes the target (unknown/missing label -> -1).
+    augment_seed : if set, each item gets a random dihedral transform (rotation by k*90 degrees,
+        optional flip) drawn from (augment_seed, epoch, index), so results do not depend on the
+        number of workers. Set ``epoch`` before each pass.
+    """
+
+    def __init__(self, tiles: pd.DataFrame, sources: dict[str, SlideSource] | None = None,
+                 classes: tuple[str, ...] | None = None, augment_seed: int | None = None):
+        self.slide = tiles["slide"].astype(str).to_numpy()
+        self.xyl = tiles[["x", "y", "level", "read_size", "tile_size"]].to_numpy(np.int64)
+        if classes is not None:
+            idx = {c: i for i, c in enumerate(classes)}
+            self.target = np.array([idx.get(v, -1) if isinstance(v, str) else -1
+                                    for v in tiles["label"].astype(object)], np.int64)
+        else:
+            self.target = np.full(len(tiles), -1, np.int64)
+        self.sources = dict(sources or {})
+        self.augment_seed = augment_seed
+        self.epoch = 0
+        self._handles: dict[str, Slide] = {}
+        self._pid: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.slide)
+
+    def _handle(self, path: str) -> Slide:
+        if self._pid != os.getpid():  # a fresh worker process: never share the parent's handles
+            self._handles, self._pid = {}, os.getpid()
+        h = self._handles.get(path)
+        if h is None:
+            src = self.sources.get(path, SlideSource(path))
+            h = self._handles[path] = Slide(src.path, backend=src.backend, mpp=src.mpp)
+        return h
+
+    def read(self, i: int) -> np.ndarray:
+        """Tile i as an RGB uint8 array (tile_size, tile_size, 3), without augmentation."""
+        x, y, level, read_size, tile_size = (int(v) for v in self.xyl[i])
+        return self._handle(self.slide[i]).read_tile(x, y, level, read_size, tile_size)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        arr = self.read(i)
+        if self.augment_seed is not None:
+            rng = np.random.default_rng((self.augment_seed, self.epoch, i))
+            arr = np.rot90(arr, k=int(rng.integers(4)))
+            if rng.random() < 0.5:
+                arr = arr[:, ::-1]
+            arr = np.ascontiguousarray(arr)
+        if not arr.flags.writeable:  # arrays viewing PIL images are read-only
+            arr = arr.copy()
+        return torch.from_numpy(arr), int(self.target[i])
+
+    def close(self) -> None:
+        for h in self._handles.values():
+            h.close()
+        self._handles = {}
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_handles"], state["_pid"] = {}, None
+        return state
+
+
+def to_input(batch: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...], device: torch.device,
+             dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """uint8 (B, H, W, 3) -> normalised float (B, 3, H, W) on ``device`` in channels_last layout."""
+    x = batch.to(device, non_blocking=True).permute(0, 3, 1, 2).to(dtype)  # a NHWC view = channels_last
+    m = torch.tensor(mean, device=device, dtype=dtype).view(1, 3, 1, 1) * 255
+    s = torch.tensor(std, device=device, dtype=dtype).view(1, 3, 1, 1) * 255
+    return ((x - m) / s).contiguous(memory_format=torch.channels_last)
+
+
+def resolve_device(device: str) -> torch.device:
+    """'cpu', 'cuda', 'cuda:N' or 'auto' (CUDA when available) -> torch.device; clear error if absent."""
+    from gistrisk.errors import InputError
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"--device {device} requested but no CUDA device is available (use --device cpu)")
+    try:
+        return torch.device(device)
+    except RuntimeError as e:
+        raise InputError(f"unknown --device {device!r} (cpu, cuda, cuda:N or auto)") from e

@@ -1,0 +1,82 @@
+"""Slide-level pathomics: the mean 2048-d feature of a slide's tumour tiles."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from gistrisk.pathology.classes import TUMOUR
+from gistrisk.pathology.model import FEATURE_DIM
+
+FEATURE_COLUMNS = [f"path_{i:04d}" for i in range(FEATURE_DIM)]
+FLAG_NO_TUMOUR = "no_tumour_tiles"
+
+
+@dataclass
+class FeatureConfig:
+    """tumour_threshold: minimum tumour probability of a tile whose predicted class is tumour;
+    tumour_class: the class whose tiles are pooled."""
+
+    tumour_threshold: float = 0.5
+    tumour_class: str = TUMOUR
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def pool_tumour_features(probs: np.ndarray, feats: np.ndarray, classes: list[str],
+                         config: FeatureConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Mean feature of tumour tiles.
+
+    probs: (N, C); feats: (N, 2048) -> (vector (2048,) float64, NaN when no tumour tile;
+    tumour mask (N,) bool).
+    """
+    cfg = config or FeatureConfig()
+    t = list(classes).index(cfg.tumour_class)
+    mask = (probs.argmax(axis=1) == t) & (probs[:, t] >= cfg.tumour_threshold) if len(probs) else \
+        np.zeros(0, bool)
+    if not mask.any():
+        return np.full(feats.shape[1] if feats.ndim == 2 else FEATURE_DIM, np.nan), mask
+    return feats[mask].astype(np.float64).mean(axis=0), mask
+
+
+def features_table(results: list[dict]) -> pd.DataFrame:
+    """Worker results -> ``patient_id, slide_id, n_tumour_tiles, path_0000..path_2047, n_tiles, flag``."""
+    rows = np.full((len(results), FEATURE_DIM), np.nan)
+    for i, r in enumerate(results):
+        if r.get("features") is not None:
+            rows[i] = np.asarray(r["features"], np.float64)
+    head = pd.DataFrame({
+        "patient_id": pd.array([r["patient_id"] for r in results], dtype="string"),
+        "slide_id": pd.array([r["slide_id"] for r in results], dtype="string"),
+        "n_tumour_tiles": np.array([r["n_tumour_tiles"] for r in results], np.int64),
+    })
+    tail = pd.DataFrame({
+        "n_tiles": np.array([r["n_tiles"] for r in results], np.int64),
+        "flag": pd.array([r.get("flag") for r in results], dtype="string"),
+    })
+    return pd.concat([head, pd.DataFrame(rows, columns=FEATURE_COLUMNS), tail], axis=1)
+
+
+def tile_predictions_frame(tiles: pd.DataFrame, probs: np.ndarray, classes: list[str],
+                           tumour_mask: np.ndarray) -> pd.DataFrame:
+    """Per-tile table for review: x, y, width, height (level 0), prob_<class>, predicted_class, is_tumour."""
+    out = pd.DataFrame({"x": tiles["x"].to_numpy(), "y": tiles["y"].to_numpy(),
+                        "width": tiles["size0"].to_numpy(), "height": tiles["size0"].to_numpy()})
+    for j, c in enumerate(classes):
+        out[f"prob_{c}"] = probs[:, j]
+    out["predicted_class"] = np.asarray(classes, dtype=object)[probs.argmax(axis=1)] if len(probs) else []
+    out["is_tumour"] = tumour_mask
+    return out
+
+
+def write_review_geojson(path: str | Path, preds: pd.DataFrame, classes: list[str], provenance: dict) -> None:
+    """Per-tile predictions as QuPath GeoJSON (tiles classified, tumour probability as a measurement)."""
+    from qupath_bridge.geojson import write_tile_predictions
+
+    size = int(preds["width"].iloc[0]) if len(preds) else 1
+    write_tile_predictions(path, preds, tile_size_px=size, classes=classes, class_column="predicted_class",
+                           provenance=provenance)

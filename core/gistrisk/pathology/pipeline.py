@@ -1,0 +1,150 @@
+"""One slide end to end: tiles (and labels), or tiles -> classifier -> slide feature vector.
+
+The ``*_worker`` functions are the batch engine's workers: top-level, JSON in, JSON out.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from gistrisk.pathology.slides import Slide
+from gistrisk.pathology.tiling import TileConfig, tile_slide
+
+if TYPE_CHECKING:  # torch-backed modules load only when features are computed (`tiles` stays light)
+    from gistrisk.pathology.engine import InferenceConfig
+    from gistrisk.pathology.features import FeatureConfig
+
+_CLASSIFIERS: dict[tuple[str, float], tuple[Any, dict]] = {}
+
+
+def tile_one(slide: str | Path, config: TileConfig | None = None, *, annotations: str | Path | None = None,
+             mpp: float | None = None, backend: str = "auto", slide_id: str | None = None,
+             repair: bool = True, clip_annotations: bool = False) -> pd.DataFrame:
+    """Open, (read annotations,) tile: the table :func:`gistrisk.pathology.tiling.tile_slide` returns."""
+    from gistrisk.pathology.annotations import load_slide_annotations
+
+    with Slide(slide, backend=backend, mpp=mpp) as s:
+        anns = None
+        if annotations:
+            anns = load_slide_annotations(annotations, *s.dimensions, repair=repair, clip_to_slide=clip_annotations)
+        return tile_slide(s, config, annotations=anns, annotations_file=str(annotations) if annotations else None,
+                          slide_id=slide_id)
+
+
+def save_tile_images(tiles: pd.DataFrame, folder: str | Path, *, backend: str = "auto",
+                     mpp: float | None = None) -> list[Path]:
+    """Write each tile as ``<slide_id>_x<x>_y<y>[_<label>].png`` (for looking at tiles, not for training)."""
+    from gistrisk.atomic import atomic_path
+    from PIL import Image
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    out: list[Path] = []
+    handles: dict[str, Slide] = {}
+    try:
+        for r in tiles.itertuples(index=False):
+            s = handles.get(r.slide) or handles.setdefault(r.slide, Slide(r.slide, backend=backend, mpp=mpp))
+            arr = s.read_tile(r.x, r.y, r.level, r.read_size, r.tile_size)
+            label = f"_{str(r.label).replace(' ', '-')}" if isinstance(r.label, str) else ""
+            path = folder / f"{r.slide_id}_x{r.x}_y{r.y}{label}.png"
+            with atomic_path(path) as tmp:
+                Image.fromarray(arr).save(tmp, format="PNG")
+            out.append(path)
+    finally:
+        for h in handles.values():
+            h.close()
+    return out
+
+
+def tiles_worker(inputs: dict) -> dict:
+    """Batch worker: tile one slide and write its Parquet to ``inputs["out"]``."""
+    from gistrisk.atomic import write_table
+
+    df = tile_one(inputs["slide"], TileConfig.from_dict(inputs["tile_config"]), annotations=inputs.get("annotations"),
+                  mpp=inputs.get("mpp"), backend=inputs.get("backend", "auto"), slide_id=inputs["slide_id"],
+                  repair=inputs.get("repair", True), clip_annotations=inputs.get("clip_annotations", False))
+    write_table(inputs["out"], df)
+    meta = df.attrs["gistrisk"]
+    return {"slide_id": inputs["slide_id"], "out": inputs["out"], "n_grid": meta["n_grid"], "n_tiles": len(df),
+            "n_labelled": int(df["label"].notna().sum()),
+            "labels": {str(k): int(v) for k, v in df["label"].value_counts().items()}}
+
+
+def load_classifier_cached(path: str | Path):
+    """:func:`gistrisk.pathology.model.load_classifier`, once per process per file version."""
+    from gistrisk.pathology.model import load_classifier
+
+    p = Path(path)
+    p = p / "classifier.safetensors" if p.is_dir() else p
+    key = (str(p.resolve()), p.stat().st_mtime if p.exists() else 0.0)
+    if key not in _CLASSIFIERS:
+        _CLASSIFIERS.clear()
+        _CLASSIFIERS[key] = load_classifier(p)
+    return _CLASSIFIERS[key]
+
+
+def features_one(slide: str | Path, model, header: dict, *, patient_id: str, slide_id: str | None = None,
+                 mpp: float | None = None, backend: str = "auto", tile_config: TileConfig | None = None,
+                 inference: InferenceConfig | None = None, feature_config: FeatureConfig | None = None,
+                 review_geojson: str | Path | None = None) -> dict:
+    """Slide -> {patient_id, slide_id, n_tiles, n_tumour_tiles, features (2048 floats or None), flag}.
+
+    The tile grid uses the classifier's tile size and mpp. A slide without tumour tiles gets
+    ``features=None`` and ``flag="no_tumour_tiles"`` (never a zero vector).
+    """
+    from gistrisk.pathology.data import SlideSource
+    from gistrisk.pathology.engine import predict_tiles
+    from gistrisk.pathology.features import (FLAG_NO_TUMOUR, FeatureConfig, pool_tumour_features,
+                                             tile_predictions_frame, write_review_geojson)
+
+    tcfg = tile_config or TileConfig()
+    tcfg = TileConfig.from_dict({**tcfg.to_dict(), "tile_size": int(header["tile_size"]),
+                                 "target_mpp": float(header["mpp"] or tcfg.target_mpp)})
+    fcfg = feature_config or FeatureConfig()
+    with Slide(slide, backend=backend, mpp=mpp) as s:
+        tiles = tile_slide(s, tcfg, slide_id=slide_id)
+        src = SlideSource(str(s.path), s.backend, mpp)
+    probs, feats = predict_tiles(model, header, tiles, src, inference)
+    vec, mask = pool_tumour_features(probs, feats, header["classes"], fcfg)
+    sid = slide_id or Path(slide).stem
+    if review_geojson:
+        from gistrisk.provenance import provenance
+
+        preds = tile_predictions_frame(tiles, probs, header["classes"], mask)
+        write_review_geojson(review_geojson, preds, header["classes"],
+                             provenance({"feature": fcfg.to_dict(), "tile": tcfg.to_dict()}, slide=str(slide)))
+    n_t = int(mask.sum())
+    return {"patient_id": str(patient_id), "slide_id": sid, "n_tiles": int(len(tiles)), "n_tumour_tiles": n_t,
+            "features": None if n_t == 0 else vec.tolist(), "flag": FLAG_NO_TUMOUR if n_t == 0 else None}
+
+
+def features_worker(inputs: dict) -> dict:
+    """Batch worker: one slide's feature vector (see :func:`features_one`)."""
+    import torch
+
+    from gistrisk.pathology.engine import InferenceConfig
+    from gistrisk.pathology.features import FeatureConfig
+
+    threads = inputs.get("torch_threads")
+    if threads:
+        torch.set_num_threads(int(threads))
+    model, header = load_classifier_cached(inputs["classifier"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return features_one(
+            inputs["slide"], model, header, patient_id=inputs["patient_id"], slide_id=inputs["slide_id"],
+            mpp=inputs.get("mpp"), backend=inputs.get("backend", "auto"),
+            tile_config=TileConfig.from_dict(inputs["tile_config"]),
+            inference=InferenceConfig(**inputs["inference"]),
+            feature_config=FeatureConfig(**inputs["feature"]),
+            review_geojson=inputs.get("review_geojson"))
+
+
+def torch_threads_per_job(jobs: int) -> int:
+    """CPU threads for each of ``jobs`` local workers (so they do not oversubscribe the cores)."""
+    return max(1, (os.cpu_count() or 1) // max(1, jobs))

@@ -1,0 +1,291 @@
+"""Open a whole-slide image (OpenSlide, tiffslide, or PIL for small plain images) and read RGB tiles.
+
+Every reader error becomes an :class:`~gistrisk.errors.InputError` naming the file, so a batch can
+record it and move on.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from gistrisk.errors import InputError
+
+Backend = Literal["openslide", "tiffslide", "pil", "auto"]
+PLAIN_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+# A level may be this much coarser than the target mpp and still be read without up-sampling.
+MPP_TOLERANCE = 0.05
+
+
+@dataclass(frozen=True)
+class LevelChoice:
+    """Where to read tiles for a target resolution.
+
+    level: pyramid level; read_size: square size read at that level (px); size0: that square in
+    level-0 px; effective_mpp: um/px of a tile after resizing read_size -> tile_size.
+    """
+
+    level: int
+    read_size: int
+    size0: int
+    downsample: float
+    effective_mpp: float
+
+
+class Slide:
+    """A whole-slide image opened read-only with one backend.
+
+    Parameters
+    ----------
+    path : slide file.
+    backend : "openslide", "tiffslide", "pil" (PNG/JPEG only) or "auto" (OpenSlide, then tiffslide;
+        PIL for plain image suffixes).
+    mpp : microns per pixel override; required when the file carries none.
+    """
+
+    def __init__(self, path: str | Path, backend: Backend = "auto", mpp: float | None = None):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise InputError("slide file not found", file=str(self.path))
+        self.backend, self._h = _open(self.path, backend)
+        self.dimensions: tuple[int, int] = tuple(int(v) for v in self._h.dimensions)  # (w, h)
+        self.level_count: int = int(self._h.level_count)
+        self.level_dimensions = [tuple(int(v) for v in d) for d in self._h.level_dimensions]
+        self.level_downsamples = [float(d) for d in self._h.level_downsamples]
+        self.mpp_source = "override" if mpp is not None else "metadata"
+        self.mpp: float = _resolve_mpp(self.path, self._h, self.backend, mpp)
+
+    # -- geometry -----------------------------------------------------------------------------
+    def choose_level(self, target_mpp: float, tile_size: int) -> LevelChoice:
+        """The coarsest level not coarser than ``target_mpp`` (within 5 %), and the read size there."""
+        if not (target_mpp > 0 and math.isfinite(target_mpp)):
+            raise InputError(f"target mpp must be a positive number, got {target_mpp}", file=str(self.path))
+        best = None
+        for lvl, ds in enumerate(self.level_downsamples):
+            if self.mpp * ds <= target_mpp * (1 + MPP_TOLERANCE):
+                if best is None or ds > self.level_downsamples[best]:
+                    best = lvl
+        if best is None:
+            raise InputError(
+                f"slide resolution {self.mpp:.4g} um/px is coarser than the target {target_mpp} um/px; "
+                "tiles would have to be up-sampled (use a smaller --target-mpp or a higher-resolution scan)",
+                file=str(self.path))
+        ds = self.level_downsamples[best]
+        level_mpp = self.mpp * ds
+        read_size = int(round(tile_size * target_mpp / level_mpp))
+        size0 = int(round(read_size * ds))
+        return LevelChoice(best, read_size, size0, ds, level_mpp * read_size / tile_size)
+
+    # -- pixels ---------------------------------------------------------------------------------
+    def read_tile(self, x0: int, y0: int, level: int, read_size: int, tile_size: int | None = None) -> np.ndarray:
+        """Read a square at level-0 position (x0, y0) -> RGB uint8 array of shape (S, S, 3).
+
+        S is ``tile_size`` when given (resized with a box/antialias filter if it differs from
+        ``read_size``), else ``read_size``.
+        """
+        try:
+            if self.backend == "openslide":
+                img = self._h.read_region((int(x0), int(y0)), int(level), (read_size, read_size))
+                arr = np.asarray(_pil_rgba_to_rgb(img))
+            elif self.backend == "tiffslide":
+                arr = self._h.read_region((int(x0), int(y0)), int(level), (read_size, read_size), as_array=True)
+                arr = _rgba_to_rgb(arr) if arr.shape[-1] == 4 else np.ascontiguousarray(arr[..., :3])
+            else:
+                arr = self._h.read_region((int(x0), int(y0)), int(level), (read_size, read_size))
+        except InputError:
+            raise
+        except Exception as e:  # corrupt/truncated tile data
+            raise InputError(f"cannot read tile at x={x0}, y={y0}, level={level} ({type(e).__name__}: {e}); "
+                             "the slide may be truncated or corrupt", file=str(self.path)) from e
+        if tile_size is not None and tile_size != read_size:
+            from PIL import Image
+
+            arr = np.asarray(Image.fromarray(arr).resize((tile_size, tile_size), Image.Resampling.BOX
+                                                          if read_size > tile_size else Image.Resampling.BILINEAR))
+        return arr
+
+    def thumbnail(self, downsample: float) -> np.ndarray:
+        """RGB uint8 thumbnail of the whole slide at ``downsample`` x level 0, shape (h, w, 3)."""
+        w, h = self.dimensions
+        size = (max(1, int(round(w / downsample))), max(1, int(round(h / downsample))))
+        try:
+            img = self._scanner_thumbnail(size, downsample) or self._h.get_thumbnail(size)
+        except Exception as e:
+            raise InputError(f"cannot read the slide thumbnail ({type(e).__name__}: {e}); "
+                             "the slide may be truncated or corrupt", file=str(self.path)) from e
+        arr = np.asarray(img)
+        if arr.ndim == 3 and arr.shape[-1] == 4:
+            arr = _rgba_to_rgb(arr)
+        return np.ascontiguousarray(arr[..., :3])
+
+    def _scanner_thumbnail(self, size: tuple[int, int], downsample: float):
+        """The scanner's own thumbnail (Aperio, ...) resized to ``size``, when the pyramid has no level
+        near ``downsample`` (decoding the whole slide would be slow) and it is sharp enough."""
+        if self.backend == "pil" or self.level_downsamples[-1] * 4 >= downsample:
+            return None
+        try:
+            thumb = self._h.associated_images.get("thumbnail")
+        except Exception:  # noqa: BLE001 - an unreadable associated image just means no shortcut
+            return None
+        if thumb is None:
+            return None
+        tw, th = thumb.size
+        w, h = self.dimensions
+        if tw < size[0] or th < size[1] or abs(tw / th - w / h) > 0.01 * (w / h):
+            return None
+        from PIL import Image
+
+        return thumb.resize(size, Image.Resampling.BOX).convert("RGB")
+
+    def close(self) -> None:
+        self._h.close()
+
+    def __enter__(self) -> "Slide":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Slide({str(self.path)!r}, backend={self.backend!r}, dims={self.dimensions}, mpp={self.mpp:.4g})"
+
+
+class _PlainImage:
+    """A PNG/JPEG held in memory with the small part of the OpenSlide API the Slide class uses."""
+
+    def __init__(self, path: Path):
+        from PIL import Image
+
+        with Image.open(path) as im:
+            self._arr = np.asarray(im.convert("RGB"))
+        h, w = self._arr.shape[:2]
+        self.dimensions = (w, h)
+        self.level_count = 1
+        self.level_dimensions = [(w, h)]
+        self.level_downsamples = [1.0]
+        self.properties: dict[str, str] = {}
+
+    def read_region(self, loc: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
+        x, y = loc
+        w, h = size
+        out = np.full((h, w, 3), 255, np.uint8)
+        src = self._arr[max(y, 0):y + h, max(x, 0):x + w]
+        out[max(-y, 0):max(-y, 0) + src.shape[0], max(-x, 0):max(-x, 0) + src.shape[1]] = src
+        return out
+
+    def get_thumbnail(self, size: tuple[int, int]):
+        from PIL import Image
+
+        im = Image.fromarray(self._arr)
+        im.thumbnail(size, Image.Resampling.BOX)
+        return im
+
+    def close(self) -> None:
+        self._arr = None
+
+
+def _open(path: Path, backend: Backend):
+    if backend not in ("openslide", "tiffslide", "pil", "auto"):
+        raise InputError(f"unknown slide backend {backend!r} (openslide, tiffslide, pil or auto)", file=str(path))
+    if backend == "auto":
+        order = ["pil"] if path.suffix.lower() in PLAIN_IMAGE_SUFFIXES else ["openslide", "tiffslide"]
+    else:
+        order = [backend]
+    errors = []
+    for name in order:
+        try:
+            return name, _open_with(name, path)
+        except Exception as e:  # noqa: BLE001 - every backend failure is reported below
+            errors.append(f"{name}: {type(e).__name__}: {e}")
+    raise InputError("cannot open slide (" + "; ".join(errors) + "); the file is unreadable, truncated or "
+                     "not a supported whole-slide format", file=str(path))
+
+
+def _open_with(name: str, path: Path):
+    if name == "openslide":
+        import openslide
+
+        return openslide.OpenSlide(str(path))
+    if name == "tiffslide":
+        import logging
+
+        import tiffslide
+
+        # tifffile logs each bad offset of a broken file; the InputError we raise says it once
+        tlog = logging.getLogger("tifffile")
+        level = tlog.level
+        tlog.setLevel(logging.CRITICAL)
+        try:
+            h = tiffslide.TiffSlide(str(path))
+            h.dimensions  # noqa: B018 - force parsing so a truncated file fails here
+            _check_tiff_extent(h, path)
+        finally:
+            tlog.setLevel(level)
+        return h
+    return _PlainImage(path)
+
+
+def _check_tiff_extent(h, path: Path) -> None:
+    """Raise if tile data of any level points past the end of the file (a truncated copy).
+
+    tifffile would otherwise return blank tiles for the missing bytes without complaint.
+    """
+    tf = getattr(h, "ts_tifffile", None)
+    if tf is None:
+        return
+    size = tf.filehandle.size
+    for page in tf.pages:
+        offs, counts = getattr(page, "dataoffsets", ()), getattr(page, "databytecounts", ())
+        if offs and counts:
+            end = max(o + c for o, c in zip(offs, counts))
+            if end > size:
+                raise OSError(f"image data of page {page.index} ends at byte {end} but the file has {size} bytes "
+                              "(truncated)")
+
+
+def _resolve_mpp(path: Path, h, backend: str, override: float | None) -> float:
+    if override is not None:
+        if not (override > 0 and math.isfinite(override)):
+            raise InputError(f"--mpp must be a positive number, got {override}", file=str(path))
+        return float(override)
+    props = h.properties
+    vals = []
+    for axis in ("x", "y"):
+        v = props.get(f"{backend}.mpp-{axis}") if backend != "pil" else None
+        try:
+            v = float(v) if v not in (None, "") else None
+        except (TypeError, ValueError):
+            v = None
+        vals.append(v)
+    if vals[0] is None or not (vals[0] > 0):
+        raise InputError("the slide has no microns-per-pixel metadata; pass it with --mpp "
+                         "(e.g. --mpp 0.25 for 40x, 0.5 for 20x scans) or an 'mpp' manifest column",
+                         file=str(path))
+    if vals[1] is not None and abs(vals[1] - vals[0]) / vals[0] > 0.01:
+        raise InputError(f"non-square pixels (mpp-x {vals[0]}, mpp-y {vals[1]}) are not supported", file=str(path))
+    return vals[0]
+
+
+def _pil_rgba_to_rgb(img):
+    """PIL RGBA -> RGB; transparent pixels (outside the scanned area) become white, not black."""
+    if img.mode == "RGBA" and img.getchannel("A").getextrema()[0] < 255:
+        from PIL import Image
+
+        bg = Image.new("RGB", img.size, (255, 255, 255))
+        bg.paste(img, mask=img.getchannel("A"))
+        return bg
+    return img.convert("RGB")
+
+
+def _rgba_to_rgb(arr: np.ndarray) -> np.ndarray:
+    """Drop alpha; fully transparent pixels (outside the scanned area) become white."""
+    rgb = np.ascontiguousarray(arr[..., :3])
+    if arr.shape[-1] == 4:
+        transparent = arr[..., 3] == 0
+        if transparent.any():
+            rgb[transparent] = 255
+    return rgb

@@ -1,0 +1,235 @@
+"""Train the ResNet50 tissue classifier on labelled tiles (the paper's recipe by default).
+
+Writes into the output folder: ``classifier.safetensors`` (best epoch by validation accuracy,
+JSON header in its metadata), ``history.csv``, ``confusion_matrix.csv``/``.json`` (validation set,
+best epoch), ``class_balance.json``, ``split.parquet`` (which tile went where) and
+``provenance.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader
+
+from gistrisk.errors import InputError
+from gistrisk.pathology.classes import CLASSES, IMAGENET_MEAN, IMAGENET_STD
+from gistrisk.pathology.data import SlideSource, TileDataset, resolve_device, to_input
+from gistrisk.pathology.model import TissueClassifier, build_model, load_backbone, save_classifier
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    """Training recipe; defaults follow the paper (Adam, lr 1e-4, batch 64, 30 epochs, random
+    rotations/flips, 7:3 split). Rotations are by multiples of 90 degrees (with flips: the 8
+    symmetries of a square), which keep every pixel real tissue, unlike arbitrary angles."""
+
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    val_fraction: float = 0.3
+    seed: int = 0
+    augment: bool = True
+    device: str = "auto"
+    num_workers: int = -1
+    classes: tuple[str, ...] = CLASSES
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["classes"], d["mean"], d["std"] = list(self.classes), list(self.mean), list(self.std)
+        return d
+
+
+@dataclass
+class TrainResult:
+    """best_epoch (1-based), best_val_accuracy, history rows, confusion (n_classes, n_classes)
+    counts (rows true, columns predicted), class_balance {split: {class: n}}, model (best epoch,
+    CPU, eval mode: the weights written to the file)."""
+
+    best_epoch: int
+    best_val_accuracy: float
+    history: list[dict] = field(default_factory=list)
+    confusion: np.ndarray | None = None
+    class_balance: dict = field(default_factory=dict)
+    model: TissueClassifier | None = None
+
+
+def split_tiles(tiles: pd.DataFrame, val_fraction: float, seed: int) -> np.ndarray:
+    """Stratified split -> (N,) array of "train"/"val". Each class with >= 2 tiles gets >= 1 in each."""
+    rng = np.random.default_rng(seed)
+    split = np.full(len(tiles), "train", dtype=object)
+    labels = tiles["label"].astype(str).to_numpy()
+    for c in sorted(set(labels)):
+        idx = np.flatnonzero(labels == c)
+        rng.shuffle(idx)
+        n_val = int(round(len(idx) * val_fraction))
+        if len(idx) >= 2:
+            n_val = min(max(n_val, 1), len(idx) - 1)
+        else:
+            n_val = 0
+        split[idx[:n_val]] = "val"
+    return split
+
+
+def train_classifier(tiles: pd.DataFrame, out_dir: str | Path, config: TrainConfig | None = None, *,
+                     weights: str | Path | None = None, sources: dict[str, SlideSource] | None = None,
+                     tile_meta: dict | None = None,
+                     on_epoch: Callable[[dict], None] | None = None) -> TrainResult:
+    """Train on the labelled rows of ``tiles`` and write the classifier folder.
+
+    Parameters
+    ----------
+    tiles : tiles tables (one or more slides) with a ``label`` column; unlabelled rows are ignored.
+    weights : ResNet50 weights to start from (ImageNet .pth/.safetensors); None = random init.
+    tile_meta : tile_size / mpp to record in the header (default: from the tiles table).
+    on_epoch : called with each epoch's history row (progress reporting).
+    """
+    from gistrisk.atomic import write_json, write_table
+    from gistrisk.provenance import provenance
+
+    cfg = config or TrainConfig()
+    out_dir = Path(out_dir)
+    labelled = tiles[tiles["label"].notna()].reset_index(drop=True)
+    unknown = sorted(set(labelled["label"].astype(str)) - set(cfg.classes))
+    if unknown:
+        raise InputError(f"tile labels {unknown} are not classifier classes {list(cfg.classes)}")
+    if len(labelled) < 2:
+        raise InputError(f"need at least 2 labelled tiles to train, found {len(labelled)} "
+                         "(tile the slides with --annotations)")
+    split = split_tiles(labelled, cfg.val_fraction, cfg.seed)
+    if not (split == "val").any():
+        raise InputError("no validation tiles: every class has a single tile; label more tiles")
+    labelled = labelled.assign(split=split)
+    balance = {s: {c: int(((labelled["label"] == c) & (labelled["split"] == s)).sum()) for c in cfg.classes}
+               for s in ("train", "val")}
+    log.info("class balance: %s", balance)
+
+    device = resolve_device(cfg.device)
+    workers = cfg.num_workers if cfg.num_workers >= 0 else (4 if device.type == "cuda" else 0)
+    train_df = labelled[labelled["split"] == "train"]
+    val_df = labelled[labelled["split"] == "val"]
+    train_ds = TileDataset(train_df, sources, cfg.classes, augment_seed=cfg.seed if cfg.augment else None)
+    val_ds = TileDataset(val_df, sources, cfg.classes)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    train_loader = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, generator=gen,
+                              num_workers=workers, drop_last=False)
+    val_loader = DataLoader(val_ds, batch_size=cfg.batch_size, shuffle=False, num_workers=workers)
+
+    with _deterministic(cfg.seed):
+        model = build_model(len(cfg.classes), seed=cfg.seed)
+        init = load_backbone(model, weights) if weights else {"weights": None, "head_loaded": False}
+        if not weights:
+            log.warning("no --weights given: ResNet50 starts from random initialisation (ImageNet weights "
+                        "cannot be downloaded offline; pass resnet50 ImageNet weights for real training)")
+        model = model.to(device=device, memory_format=torch.channels_last)
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        loss_fn = torch.nn.CrossEntropyLoss()
+        amp = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda" \
+            else contextlib.nullcontext
+        history: list[dict] = []
+        best = (-1.0, 0, None, None)  # accuracy, epoch, state, confusion
+        for epoch in range(1, cfg.epochs + 1):
+            train_ds.epoch = epoch
+            model.train()
+            total, n_seen, n_right = 0.0, 0, 0
+            for xb, yb in train_loader:
+                x = to_input(xb, cfg.mean, cfg.std, device)
+                y = yb.to(device)
+                with amp():
+                    logits, _ = model(x)
+                    loss = loss_fn(logits.float(), y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * len(y)
+                n_seen += len(y)
+                n_right += int((logits.argmax(1) == y).sum())
+            conf = _confusion(model, val_loader, cfg, device, amp)
+            acc = float(np.trace(conf) / max(conf.sum(), 1))
+            row = {"epoch": epoch, "train_loss": total / n_seen, "train_accuracy": n_right / n_seen,
+                   "val_accuracy": acc}
+            history.append(row)
+            if on_epoch:
+                on_epoch(row)
+            if acc > best[0]:
+                best = (acc, epoch, copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()}),
+                        conf)
+    train_ds.close()
+    val_ds.close()
+    best_acc, best_epoch, state, conf = best
+    final = TissueClassifier(len(cfg.classes))
+    final.load_state_dict(state)
+
+    meta = tile_meta or _tile_meta(tiles)
+    header = {
+        "classes": list(cfg.classes), "tile_size": meta["tile_size"], "mpp": meta["mpp"],
+        "mean": list(cfg.mean), "std": list(cfg.std), "best_epoch": best_epoch,
+        "best_val_accuracy": best_acc, "train_config": cfg.to_dict(), "init": init,
+        "n_tiles": {"train": int(len(train_df)), "val": int(len(val_df))},
+        "class_balance": balance,
+        "versions": provenance()["versions"],
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_classifier(out_dir / "classifier.safetensors", final, header)
+    write_table(out_dir / "history.csv", pd.DataFrame(history))
+    cm = pd.DataFrame(conf, index=pd.Index(cfg.classes, name="true"), columns=list(cfg.classes))
+    write_table(out_dir / "confusion_matrix.csv", cm, index=True)
+    write_json(out_dir / "confusion_matrix.json", {"classes": list(cfg.classes), "rows": "true",
+                                                   "columns": "predicted", "epoch": best_epoch,
+                                                   "matrix": conf.tolist()})
+    write_json(out_dir / "class_balance.json", balance)
+    write_table(out_dir / "split.parquet", labelled[["slide_id", "slide", "x", "y", "label", "split"]])
+    write_json(out_dir / "provenance.json", provenance(cfg.to_dict(), weights=str(weights) if weights else None,
+                                                       device=str(device), tile_meta=meta,
+                                                       best_epoch=best_epoch, best_val_accuracy=best_acc))
+    return TrainResult(best_epoch, best_acc, history, conf, balance, final.eval())
+
+
+def _confusion(model: TissueClassifier, loader: DataLoader, cfg: TrainConfig, device: torch.device,
+               amp: Callable) -> np.ndarray:
+    k = len(cfg.classes)
+    conf = np.zeros((k, k), np.int64)
+    model.eval()
+    with torch.inference_mode(), amp():
+        for xb, yb in loader:
+            logits, _ = model(to_input(xb, cfg.mean, cfg.std, device))
+            pred = logits.float().argmax(1).cpu().numpy()
+            np.add.at(conf, (yb.numpy(), pred), 1)
+    return conf
+
+
+def _tile_meta(tiles: pd.DataFrame) -> dict:
+    sizes = tiles["tile_size"].unique()
+    if len(sizes) != 1:
+        raise InputError(f"tiles of different sizes {sorted(sizes.tolist())} cannot train one classifier")
+    mpp = tiles.attrs.get("gistrisk", {}).get("config", {}).get("target_mpp")
+    return {"tile_size": int(sizes[0]), "mpp": float(mpp) if mpp is not None else None}
+
+
+@contextlib.contextmanager
+def _deterministic(seed: int):
+    """Seed torch and ask for deterministic kernels; restore the global settings afterwards."""
+    prev = torch.are_deterministic_algorithms_enabled()
+    prev_bench = torch.backends.cudnn.benchmark
+    with torch.random.fork_rng(devices=list(range(torch.cuda.device_count()))):
+        torch.manual_seed(seed)
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+        try:
+            yield
+        finally:
+            torch.use_deterministic_algorithms(prev)
+            torch.backends.cudnn.benchmark = prev_bench

@@ -1,0 +1,35 @@
+"""One case from files to a one-row table, with diagnostics and provenance beside it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+
+def extract_single(image: Path, mask: Path, out: Path, *, label: int | None = None, segment: str | None = None,
+                   params: str | Path | None = None, patient_id: str | None = None, modality: str = "CT",
+                   geometry_policy: str = "resample") -> dict:
+    """Write ``out`` (patient_id + features), ``<stem>.diagnostics.json`` and ``<stem>.provenance.json``."""
+    from gistrisk.atomic import write_json, write_table
+    from gistrisk.errors import InputError
+    from gistrisk.provenance import file_sha256, package_versions, provenance
+    from gistrisk.radiomics.cohort import sidecar
+    from gistrisk.radiomics.extract import extract_files
+    from gistrisk.radiomics.params import resolve_params
+
+    out = Path(out)
+    if out.suffix.lower() not in (".parquet", ".pq", ".csv"):
+        raise InputError("output must end in .parquet or .csv", file=str(out))
+    pid = patient_id or Path(image).name.split(".")[0]
+    res = extract_files(image, mask, label=label, segment=segment, params=params, patient_id=pid,
+                        modality=modality, geometry_policy=geometry_policy)
+    params_path = resolve_params(params)
+    write_table(out, pd.DataFrame([{"patient_id": pid, **res.features}]))
+    write_json(sidecar(out, "diagnostics", ".json"), res.diagnostics)
+    write_json(sidecar(out, "provenance", ".json"), provenance(
+        parameters={"params_file": str(params_path), "params_sha256": file_sha256(params_path), "label": label,
+                    "segment": segment, "modality": modality, "geometry_policy": geometry_policy},
+        command="gistrisk radiomics extract", radiomics_versions=package_versions(("pyradiomics-bhklab", "SimpleITK")),
+        inputs={"image": str(image), "mask": str(mask)}))
+    return {"n_features": len(res.features)}

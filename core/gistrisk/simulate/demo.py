@@ -1,0 +1,215 @@
+"""`gistrisk demo`: simulate a small cohort and run the whole pipeline on it, command by command.
+
+Every step is a real `gistrisk` command line (the same ones a research group types), run as a
+child process with its output in ``<out>/logs/<step>.log``. A failing pathology step does not stop
+the demo: the models are fitted on the modalities that produced features, and the summary says so.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from gistrisk.atomic import write_text
+from gistrisk.simulate.demo_settings import DemoSettings
+
+
+@dataclass
+class Step:
+    """One command of the demo. ``modality`` is the feature table it produces, if any."""
+
+    name: str
+    argv: list[str]
+    produces: Path | None = None
+    modality: str | None = None
+    optional: bool = False
+    status: str = "pending"
+    seconds: float = 0.0
+    message: str = ""
+
+
+@dataclass
+class Layout:
+    """Where the demo writes everything under ``out``."""
+
+    out: Path
+    cohort: Path = field(init=False)
+    features: Path = field(init=False)
+    work: Path = field(init=False)
+    logs: Path = field(init=False)
+    model: Path = field(init=False)
+    validation: Path = field(init=False)
+    report: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        o = self.out
+        self.cohort, self.features, self.work = o / "cohort", o / "features", o / "work"
+        self.logs, self.model, self.validation = o / "logs", o / "model", o / "validation"
+        self.report = o / "report.html"
+
+    def cohort_dir(self, name: str) -> Path:
+        return self.cohort / name
+
+
+def fit_config_text(s: DemoSettings) -> str:
+    """The fit defaults with the demo's smaller forests, folds and bootstrap (YAML)."""
+    import yaml
+
+    from gistrisk.survival.config import DEFAULT_CONFIG
+
+    cfg = yaml.safe_load(DEFAULT_CONFIG.read_text(encoding="utf-8"))
+    cfg["seed"], cfg["n_jobs"], cfg["bootstrap"] = s.seed, s.jobs, s.bootstrap
+    cfg["modality"]["rsf"]["n_estimators"] = s.rsf_trees
+    cfg["modality"]["rsf"]["cv_folds"] = s.rsf_folds
+    return "# gistrisk demo: the fit defaults with smaller forests, folds and bootstrap\n" + yaml.safe_dump(
+        cfg, sort_keys=False)
+
+
+def plan(lay: Layout, s: DemoSettings) -> list[Step]:
+    """The command lines of the demo, in order (they read what the earlier ones write)."""
+    dev, ext = lay.cohort_dir("development"), lay.cohort_dir("external")
+    steps: list[Step] = []
+    for name, cdir in (("development", dev), ("external", ext)):
+        table = lay.features / f"{name}_radiomics.parquet"
+        steps.append(Step(f"radiomics_{name}", ["radiomics", "extract", "--manifest",
+                          str(cdir / "radiomics_manifest.csv"), "--out", str(table), "--jobs", str(s.jobs)],
+                          table, "radiomics"))
+    tiles, clf = lay.work / "tiles", lay.work / "classifier"
+    steps.append(Step("pathology_tiles", ["pathology", "tiles", "--manifest", str(lay.work / "annotated_slides.csv"),
+                                          "--out", str(tiles), "--tile-size", str(s.tile_size),
+                                          "--jobs", str(s.jobs)], optional=True))
+    train = ["pathology", "train", "--tiles", str(tiles), "--out", str(clf), "--epochs", str(s.epochs),
+             "--batch-size", str(s.batch_size), "--lr", f"{s.lr:g}", "--seed", str(s.seed), "--device", "cpu"]
+    if s.weights:
+        train += ["--weights", str(s.weights)]
+    steps.append(Step("pathology_train", train, optional=True))
+    for name, cdir in (("development", dev), ("external", ext)):
+        table = lay.features / f"{name}_pathology.parquet"
+        steps.append(Step(f"pathology_features_{name}", [
+            "pathology", "features", "--classifier", str(clf), "--manifest", str(cdir / "slide_manifest.csv"),
+            "--out", str(table), "--tumour-threshold", str(s.tumour_threshold), "--device", "cpu",
+            "--jobs", str(s.jobs)], table, "pathology", optional=True))
+    fit = ["fit", "--outcomes", str(dev / "outcomes.csv"), "--out", str(lay.model),
+           "--config", str(lay.work / "fit_demo.yaml"), "--jobs", str(s.jobs), "--seed", str(s.seed)]
+    steps.append(Step("fit", fit))
+    steps.append(Step("validate", ["validate", "--model", str(lay.model), "--outcomes", str(ext / "outcomes.csv"),
+                                   "--out", str(lay.validation), "--bootstrap", str(s.bootstrap),
+                                   "--seed", str(s.seed)]))
+    steps.append(Step("report", ["report", "--validation", str(lay.validation), "--out", str(lay.report),
+                                 "--model", str(lay.model), "--clinical", str(ext / "clinical.csv"),
+                                 "--dev-outcomes", str(dev / "outcomes.csv"),
+                                 "--dev-clinical", str(dev / "clinical.csv"),
+                                 "--figures", str(lay.out / "figures")]))
+    return steps
+
+
+def _modality_args(steps: list[Step], cohort: str, lay: Layout) -> list[str]:
+    """``-m NAME=TABLE`` for the clinical table and every feature table a step produced."""
+    args = ["-m", f"clinical={lay.cohort_dir(cohort) / 'clinical.csv'}"]
+    for st in steps:
+        if st.modality and st.name.endswith(cohort) and st.status == "ok" and st.produces.is_file():
+            args += ["-m", f"{st.modality}={st.produces}"]
+    return args
+
+
+def _annotated_manifest(lay: Layout) -> Path:
+    """The development slides that carry annotations, with absolute paths (input of tiling)."""
+    dev = lay.cohort_dir("development")
+    rows = list(csv.DictReader((dev / "slide_manifest.csv").open(encoding="utf-8")))
+    lines = ["patient_id,slide,slide_id,annotations,mpp"]
+    for r in rows:
+        if r["annotations"]:
+            lines.append(f"{r['patient_id']},{dev / r['slide']},{r['slide_id']},{dev / r['annotations']},{r['mpp']}")
+    path = lay.work / "annotated_slides.csv"
+    write_text(path, "\n".join(lines) + "\n")
+    return path
+
+
+def _run(step: Step, lay: Layout, echo: Callable[[str], None]) -> None:
+    log = lay.logs / f"{step.name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    echo(f"[{step.name}] gistrisk {' '.join(step.argv)}")
+    t0 = time.perf_counter()
+    with log.open("w", encoding="utf-8") as fh:
+        rc = subprocess.run([sys.executable, "-m", "gistrisk", *step.argv], stdout=fh, stderr=subprocess.STDOUT).returncode
+    step.seconds = time.perf_counter() - t0
+    if rc == 0 and (step.produces is None or step.produces.exists()):
+        step.status = "ok"
+    else:
+        step.status = "failed"
+        tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-3:]
+        step.message = f"exit {rc}; log {log}: " + " | ".join(tail)
+    echo(f"[{step.name}] {step.status} in {step.seconds:.0f} s" + (f": {step.message}" if step.message else ""))
+
+
+def run_demo(out: Path, settings: DemoSettings | None = None,
+             echo: Callable[[str], None] = print) -> dict[str, object]:
+    """Simulate, extract, train, fit, validate and report; returns a summary (also summary.json)."""
+    from gistrisk.simulate.cohort import simulate_cohort
+
+    s = settings or DemoSettings()
+    lay = Layout(Path(out).resolve())
+    for stale in (lay.report, lay.out / "summary.json"):  # never report a previous run's file
+        stale.unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    echo(f"[simulate] {s.patients} development + {s.external} external patients, seed {s.seed}")
+    from gistrisk.errors import InputError
+
+    try:  # the same demo again resumes; another size or seed replaces the cohort
+        simulate_cohort(lay.cohort, s.patients, s.external, s.seed, config=s.simulation_config(),
+                        workers=s.jobs)
+    except InputError:
+        echo(f"[simulate] {lay.cohort} holds another simulation: replacing it")
+        simulate_cohort(lay.cohort, s.patients, s.external, s.seed, config=s.simulation_config(),
+                        workers=s.jobs, overwrite=True)
+    sim_s = time.perf_counter() - t0
+    _annotated_manifest(lay)
+    write_text(lay.work / "fit_demo.yaml", fit_config_text(s))
+    steps = plan(lay, s)
+    by_name = {st.name: st for st in steps}
+    for st in steps:
+        if st.name in ("fit", "validate"):
+            st.argv += _modality_args(steps, "development" if st.name == "fit" else "external", lay)
+        if st.name.startswith("pathology_features") and by_name["pathology_train"].status != "ok":
+            st.status, st.message = "skipped", "no classifier"
+            continue
+        if st.name == "pathology_train" and by_name["pathology_tiles"].status != "ok":
+            st.status, st.message = "skipped", "no tiles"
+            continue
+        if st.name in ("validate", "report") and by_name["fit"].status != "ok":
+            st.status, st.message = "skipped", "no model"
+            continue
+        _run(st, lay, echo)
+        if st.status == "failed" and not st.optional and st.name != "report":
+            for later in steps[steps.index(st) + 1:]:
+                later.status, later.message = "not run", f"{st.name} failed"
+            break
+    summary = _summary(lay, s, steps, sim_s, time.perf_counter() - t0)
+    from gistrisk.atomic import write_json
+
+    write_json(lay.out / "summary.json", summary)
+    return summary
+
+
+def _summary(lay: Layout, s: DemoSettings, steps: list[Step], sim_s: float, total_s: float) -> dict:
+    from gistrisk.simulate.demo_settings import settings_rows
+
+    cohort = json.loads((lay.cohort / "cohort.json").read_text(encoding="utf-8"))
+    metrics_path = lay.validation / "metrics.json"
+    validated = any(st.name == "validate" and st.status == "ok" for st in steps)  # not a stale file
+    metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if validated else None
+    return {
+        "out": str(lay.out), "report": str(lay.report) if lay.report.is_file() else None,
+        "seconds": round(total_s, 1), "simulate_seconds": round(sim_s, 1),
+        "steps": [{"name": st.name, "status": st.status, "seconds": round(st.seconds, 1),
+                   "message": st.message} for st in steps],
+        "oracle_c_index": {k: v["oracle_c_index"] for k, v in cohort["cohorts"].items()},
+        "validation_metrics": metrics,
+        "settings": [{"setting": a, "demo": b, "paper": c} for a, b, c in settings_rows(s)],
+    }
