@@ -8,7 +8,9 @@ interleaved, each configuration ``--repeats`` times; the fastest run of each is 
 machine is shared, so the minimum is the least disturbed measurement).
 
 Prints and writes (``--results``): seconds per case, ratio ours/PyRadiomics on one worker
-(target <= 1.05), speed-up of 2 workers over 1 (target >= 1.8), peak memory per worker process.
+(target <= 1.05), speed-up of 2 workers over 1 (target >= 1.8), peak memory per worker process,
+and a control: the speed-up 2 processes get over 1 on pure CPU work at that moment (2.0 on two
+idle cores), since other jobs may share this machine's CPU.
 
     .venv/bin/python benchmarks/radiomics_cohort.py --cases 6 --repeats 2
 """
@@ -83,6 +85,29 @@ def timed(cmd: list[str], tool: str, jobs: int, cwd: Path) -> Run:
     return Run(tool, jobs, dt, cpu, mem["worker"], mem["total"])
 
 
+def _spin(n: int) -> int:
+    """Pure CPU work (no memory traffic, no threads): the control for what 2 processes can gain now."""
+    acc = 0
+    for i in range(n):
+        acc = (acc + i * i) % 1_000_003
+    return acc
+
+
+def parallel_headroom(n: int = 6_000_000) -> float:
+    """Speed-up of 2 processes over 1 on the same total pure-CPU work, measured now (2.0 = two idle cores)."""
+    import multiprocessing as mp
+
+    t0 = time.perf_counter()
+    _spin(n)
+    _spin(n)
+    seq = time.perf_counter() - t0
+    with mp.get_context("fork").Pool(2) as pool:
+        t0 = time.perf_counter()
+        pool.map(_spin, [n, n])
+        par = time.perf_counter() - t0
+    return seq / par
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cases", type=int, default=6, help="lung2 repeated this many times")
@@ -119,7 +144,10 @@ def main() -> None:
                     "--out", str(work / f"peer_j{jobs}_r{r}.csv")]
 
         runs: list[Run] = []
+        headroom: list[float] = []
         for r in range(args.repeats):
+            headroom.append(parallel_headroom())
+            print(f"repeat {r + 1} control: 2 processes vs 1 on pure CPU work: {headroom[-1]:.2f}x", flush=True)
             for jobs in (1, 2):
                 for tool, cmd in (("gistrisk", ours), ("pyradiomics", peer)):
                     run = timed(cmd(jobs, r), tool, jobs, work)
@@ -185,6 +213,9 @@ def main() -> None:
         f"- ratio gistrisk / pyradiomics, 2 workers: {ratio2:.3f}",
         f"- gistrisk speed-up 2 workers vs 1: **{speedup:.2f}x** (target >= 1.8x); "
         f"PyRadiomics' own: {peer_speedup:.2f}x",
+        f"- control, measured in the same run: 2 processes vs 1 on pure CPU work gave "
+        f"{', '.join(f'{h:.2f}x' for h in headroom)} (2.0x on two idle cores): the speed-up the machine "
+        f"itself allowed while other jobs ran",
         "",
         "Wall s and CPU s columns: the fastest run of each configuration, and its least CPU time over the "
         "repeats. gistrisk gives each of N local workers cores/N SimpleITK threads; PyRadiomics' batch CLI "
