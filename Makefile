@@ -18,7 +18,9 @@ JOBS ?= 2
 
 setup: $(VENV)/.installed
 
-$(DEPS)/.installed: $(LOCK)
+# No file prerequisite: the folder name is the hash of the lock file, so it exists only for these
+# pins (a fresh clone's newer lock-file mtime must not rebuild a venv other clones are using).
+$(DEPS)/.installed:
 	rm -rf $(DEPS) && $(PYTHON) -m venv $(DEPS)
 	$(DEPS)/bin/pip install -qq --upgrade pip
 	$(DEPS)/bin/pip install -qq -r $(LOCK)
