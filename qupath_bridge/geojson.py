@@ -19,7 +19,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
-from gistrisk.atomic import write_text
+from gistrisk.atomic import json_default, write_text
 from gistrisk.errors import InputError
 from qupath_bridge.annotation import Annotation
 from qupath_bridge.bounds import check_bounds
@@ -159,16 +159,5 @@ def write_annotations(path: str | os.PathLike, annotations: Sequence[Annotation]
         doc = {"type": "FeatureCollection", "features": feats}
         if provenance is not None:
             doc["gistrisk"] = provenance
-    write_text(path, json.dumps(doc, separators=(",", ":"), default=_jsonable) + "\n")
+    write_text(path, json.dumps(doc, separators=(",", ":"), default=json_default) + "\n")
 
-
-def _jsonable(o: Any) -> Any:
-    import numpy as np
-
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")

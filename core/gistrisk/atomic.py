@@ -38,7 +38,7 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
-    write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+    write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=json_default) + "\n")
 
 
 def write_table(path: str | os.PathLike, df: pd.DataFrame, index: bool = False) -> None:
@@ -51,7 +51,7 @@ def write_table(path: str | os.PathLike, df: pd.DataFrame, index: bool = False) 
             df.to_csv(tmp, index=index)
 
 
-def _json_default(o: Any) -> Any:
+def json_default(o: Any) -> Any:
     import numpy as np
 
     if isinstance(o, np.integer):

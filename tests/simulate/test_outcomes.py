@@ -22,7 +22,7 @@ def _population(n: int, seed: int, cens: Censoring | None = None):
     return pts, lp, out
 
 
-def test_harrell_c_matches_lifelines():
+def test_oracle_c_index_matches_lifelines():
     from lifelines.utils import concordance_index
 
     rng = np.random.default_rng(0)

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from gistrisk.simulate.config import Censoring, HazardModel
+from gistrisk.survival.evaluation import harrell_c  # noqa: F401  (re-exported: the oracle C-index)
 
 
 def linear_predictor(patients: pd.DataFrame, hz: HazardModel) -> pd.DataFrame:
@@ -70,20 +71,3 @@ def draw_outcomes(rng: np.random.Generator, patient_id: pd.Series, lp: np.ndarra
     event = (t_event <= t_cens).astype(int)
     time = np.maximum(np.round(np.minimum(t_event, t_cens), 1), 0.1)
     return pd.DataFrame({"patient_id": patient_id.to_numpy(), "time": time, "event": event})
-
-
-def harrell_c(time: np.ndarray, event: np.ndarray, risk: np.ndarray) -> float:
-    """Harrell's C-index (ties in risk count one half); O(n^2) memory, fine for cohorts < 5000.
-
-    Parameters
-    ----------
-    time, event, risk : shape (n,). A pair (i, j) is comparable when i has an event and t_i < t_j,
-        or t_i = t_j and j is censored (j was still event-free at t_i).
-    """
-    time, event, risk = (np.asarray(a, float) for a in (time, event, risk))
-    later = (time[:, None] < time[None, :]) | ((time[:, None] == time[None, :]) & (event[None, :] == 0))
-    comparable = (event[:, None] == 1) & later
-    conc = (risk[:, None] > risk[None, :]) & comparable
-    ties = (risk[:, None] == risk[None, :]) & comparable
-    n = comparable.sum()
-    return float((conc.sum() + 0.5 * ties.sum()) / n) if n else float("nan")
