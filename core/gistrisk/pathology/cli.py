@@ -10,6 +10,8 @@ import typer
 app = typer.Typer(no_args_is_help=True, help="H&E slides: tiles, tissue classifier, slide features.")
 
 _BACKEND_HELP = "Slide reader: openslide, tiffslide, pil (PNG/JPEG) or auto."
+_STAIN_HELP = ("Colour normalisation of each slide to a reference H&E: reinhard (LAB mean/std of tissue, "
+               "so slides stained differently look alike) or none.")
 
 
 @app.command("tiles", epilog=(
@@ -119,6 +121,10 @@ def train(
     device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
     workers: int = typer.Option(-1, "--workers", help="Tile-decoding processes (-1 = automatic)."),
     no_augment: bool = typer.Option(False, "--no-augment", help="No random rotations/flips."),
+    stain_normalise: str = typer.Option("reinhard", "--stain-normalise", help=_STAIN_HELP),
+    stain_reference: Optional[Path] = typer.Option(None, "--stain-reference",
+                                                   help="H&E image whose colours are the target (default: "
+                                                        "built-in H&E target)."),
 ) -> None:
     """Train the ResNet50 tissue classifier on labelled tiles (paper recipe by default)."""
     import logging
@@ -130,8 +136,14 @@ def train(
     df, sources, meta = _load_tiles(tiles)
     if int(df["label"].notna().sum()) == 0:
         raise InputError("no labelled tiles in " + ", ".join(map(str, tiles)) + " (tile with --annotations)")
+    from gistrisk.pathology.stain import StainConfig, read_reference
+
+    stain = StainConfig(method=stain_normalise)
+    if stain_reference is not None:
+        mean, std = read_reference(stain_reference)
+        stain = StainConfig(method=stain_normalise, target_mean=mean, target_std=std)
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, val_fraction=val_fraction, seed=seed,
-                      device=device, num_workers=workers, augment=not no_augment)
+                      device=device, num_workers=workers, augment=not no_augment, stain=stain)
 
     def report(row: dict) -> None:
         typer.echo(f"epoch {row['epoch']}/{epochs}: loss {row['train_loss']:.4f}, "
@@ -167,6 +179,8 @@ def features(
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler address tcp://host:port."),
     review_geojson: Optional[Path] = typer.Option(None, "--review-geojson",
                                                   help="Folder for per-tile QuPath GeoJSON predictions."),
+    stain_normalise: Optional[str] = typer.Option(None, "--stain-normalise",
+                                                  help=_STAIN_HELP + " Default: the classifier's training setting."),
 ) -> None:
     """Slide-level pathomics: mean 2048-d ResNet50 feature of each slide's tumour tiles."""
     import pandas as pd
@@ -178,17 +192,22 @@ def features(
     from gistrisk.pathology.features import FLAG_NO_TUMOUR, FeatureConfig, features_table
     from gistrisk.pathology.model import load_classifier
     from gistrisk.pathology.pipeline import features_worker, torch_threads_per_job
+    from gistrisk.pathology.stain import resolve_stain
     from gistrisk.pathology.tiling import TileConfig
     from gistrisk.provenance import file_sha256, provenance
 
     clf_file = classifier / "classifier.safetensors" if classifier.is_dir() else classifier
     _, header = load_classifier(clf_file)  # fail fast on a bad classifier, before the batch
     clf_hash = file_sha256(clf_file)
+    stain, stain_warning = resolve_stain(header.get("stain"), stain_normalise)
+    if stain_warning:
+        typer.echo(f"warning: {stain_warning}", err=True)
     entries = _entries(slides, manifest, mpp)
     tcfg = TileConfig(tile_size=int(header["tile_size"]), target_mpp=float(header["mpp"] or 0.5),
                       min_tissue_fraction=min_tissue)
     params = {"classifier_sha256": clf_hash, "tile_config": tcfg.to_dict(),
-              "feature": FeatureConfig(tumour_threshold=tumour_threshold).to_dict(), "backend": backend}
+              "feature": FeatureConfig(tumour_threshold=tumour_threshold).to_dict(), "backend": backend,
+              "stain": stain.to_dict()}
     infer = InferenceConfig(batch_size=batch_size, num_workers=workers, device=device).to_dict()
     if review_geojson:
         review_geojson.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import Dataset
 
 from gistrisk.pathology.slides import Slide
+from gistrisk.pathology.stain import StainConfig, StainNormaliser, fit_tile_indices
 
 
 @dataclass(frozen=True)
@@ -34,10 +35,13 @@ class TileDataset(Dataset):
     augment_seed : if set, each item gets a random dihedral transform (rotation by k*90 degrees,
         optional flip) drawn from (augment_seed, epoch, index), so results do not depend on the
         number of workers. Set ``epoch`` before each pass.
+    stain : slide path -> fitted StainNormaliser (see :func:`fit_stain`), applied to each tile
+        before augmentation; slides not in it are left as read.
     """
 
     def __init__(self, tiles: pd.DataFrame, sources: dict[str, SlideSource] | None = None,
-                 classes: tuple[str, ...] | None = None, augment_seed: int | None = None):
+                 classes: tuple[str, ...] | None = None, augment_seed: int | None = None,
+                 stain: dict[str, StainNormaliser] | None = None):
         self.slide = tiles["slide"].astype(str).to_numpy()
         self.xyl = tiles[["x", "y", "level", "read_size", "tile_size"]].to_numpy(np.int64)
         if classes is not None:
@@ -48,6 +52,7 @@ class TileDataset(Dataset):
             self.target = np.full(len(tiles), -1, np.int64)
         self.sources = dict(sources or {})
         self.augment_seed = augment_seed
+        self.stain = dict(stain or {})
         self.epoch = 0
         self._handles: dict[str, Slide] = {}
         self._pid: int | None = None
@@ -71,6 +76,9 @@ class TileDataset(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         arr = self.read(i)
+        norm = self.stain.get(self.slide[i])
+        if norm is not None:
+            arr = norm.transform(arr)
         if self.augment_seed is not None:
             rng = np.random.default_rng((self.augment_seed, self.epoch, i))
             arr = np.rot90(arr, k=int(rng.integers(4)))
@@ -90,6 +98,28 @@ class TileDataset(Dataset):
         state = self.__dict__.copy()
         state["_handles"], state["_pid"] = {}, None
         return state
+
+
+def fit_stain(tiles: pd.DataFrame, sources: dict[str, SlideSource] | None,
+              config: StainConfig) -> dict[str, StainNormaliser]:
+    """One fitted StainNormaliser per slide of ``tiles`` ({} for method 'none').
+
+    Each slide is fitted on up to ``config.n_fit_tiles`` of its tiles spread evenly over its grid
+    (rows sorted by y, x), so the result does not depend on row order or on a train/val split.
+    """
+    if config.method == "none" or len(tiles) == 0:
+        return {}
+    ds = TileDataset(tiles, sources)
+    out: dict[str, StainNormaliser] = {}
+    try:
+        for path in sorted(set(ds.slide)):
+            rows = np.flatnonzero(ds.slide == path)
+            rows = rows[np.lexsort((ds.xyl[rows, 0], ds.xyl[rows, 1]))]
+            pick = rows[fit_tile_indices(len(rows), config.n_fit_tiles)]
+            out[path] = StainNormaliser(config).fit(ds.read(int(i)) for i in pick)
+    finally:
+        ds.close()
+    return out
 
 
 def to_input(batch: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...], device: torch.device,

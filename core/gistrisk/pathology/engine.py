@@ -10,8 +10,9 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
-from gistrisk.pathology.data import SlideSource, TileDataset, resolve_device, to_input
+from gistrisk.pathology.data import SlideSource, TileDataset, fit_stain, resolve_device, to_input
 from gistrisk.pathology.model import FEATURE_DIM, TissueClassifier
+from gistrisk.pathology.stain import StainConfig
 
 
 @dataclass
@@ -30,8 +31,12 @@ class InferenceConfig:
 
 def predict_tiles(model: TissueClassifier, header: dict, tiles: pd.DataFrame,
                   source: SlideSource | dict[str, SlideSource] | None = None,
-                  config: InferenceConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
+                  config: InferenceConfig | None = None,
+                  stain: StainConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Run the classifier over ``tiles``.
+
+    ``stain`` defaults to the classifier's own setting (header ``stain``; none for classifiers
+    trained before stain normalisation); each slide is fitted on its tiles in ``tiles``.
 
     Returns
     -------
@@ -44,7 +49,8 @@ def predict_tiles(model: TissueClassifier, header: dict, tiles: pd.DataFrame,
     if n == 0:
         return np.zeros((0, len(header["classes"])), np.float32), np.zeros((0, FEATURE_DIM), np.float32)
     sources = {source.path: source} if isinstance(source, SlideSource) else (source or {})
-    ds = TileDataset(tiles, sources=sources)
+    stain_cfg = stain if stain is not None else StainConfig.from_dict(header.get("stain"))
+    ds = TileDataset(tiles, sources=sources, stain=fit_stain(tiles, sources, stain_cfg))
     workers = cfg.num_workers
     if workers < 0:
         import os

@@ -18,6 +18,7 @@ from gistrisk.pathology.tiling import TileConfig, tile_slide
 if TYPE_CHECKING:  # torch-backed modules load only when features are computed (`tiles` stays light)
     from gistrisk.pathology.engine import InferenceConfig
     from gistrisk.pathology.features import FeatureConfig
+    from gistrisk.pathology.stain import StainConfig
 
 _CLASSIFIERS: dict[tuple[str, float], tuple[Any, dict]] = {}
 
@@ -91,8 +92,10 @@ def load_classifier_cached(path: str | Path):
 def features_one(slide: str | Path, model, header: dict, *, patient_id: str, slide_id: str | None = None,
                  mpp: float | None = None, backend: str = "auto", tile_config: TileConfig | None = None,
                  inference: InferenceConfig | None = None, feature_config: FeatureConfig | None = None,
-                 review_geojson: str | Path | None = None) -> dict:
+                 review_geojson: str | Path | None = None, stain: StainConfig | None = None) -> dict:
     """Slide -> {patient_id, slide_id, n_tiles, n_tumour_tiles, features (2048 floats or None), flag}.
+
+    ``stain`` (default: the classifier header's setting) is fitted on this slide's tiles.
 
     The tile grid uses the classifier's tile size and mpp. A slide without tumour tiles gets
     ``features=None`` and ``flag="no_tumour_tiles"`` (never a zero vector).
@@ -109,7 +112,7 @@ def features_one(slide: str | Path, model, header: dict, *, patient_id: str, sli
     with Slide(slide, backend=backend, mpp=mpp) as s:
         tiles = tile_slide(s, tcfg, slide_id=slide_id)
         src = SlideSource(str(s.path), s.backend, mpp)
-    probs, feats = predict_tiles(model, header, tiles, src, inference)
+    probs, feats = predict_tiles(model, header, tiles, src, inference, stain)
     vec, mask = pool_tumour_features(probs, feats, header["classes"], fcfg)
     sid = slide_id or Path(slide).stem
     if review_geojson:
@@ -117,7 +120,9 @@ def features_one(slide: str | Path, model, header: dict, *, patient_id: str, sli
 
         preds = tile_predictions_frame(tiles, probs, header["classes"], mask)
         write_review_geojson(review_geojson, preds, header["classes"],
-                             provenance({"feature": fcfg.to_dict(), "tile": tcfg.to_dict()}, slide=str(slide)))
+                             provenance({"feature": fcfg.to_dict(), "tile": tcfg.to_dict(),
+                                        "stain": (stain.to_dict() if stain else header.get("stain"))},
+                                       slide=str(slide)))
     n_t = int(mask.sum())
     return {"patient_id": str(patient_id), "slide_id": sid, "n_tiles": int(len(tiles)), "n_tumour_tiles": n_t,
             "features": None if n_t == 0 else vec.tolist(), "flag": FLAG_NO_TUMOUR if n_t == 0 else None}
@@ -129,6 +134,7 @@ def features_worker(inputs: dict) -> dict:
 
     from gistrisk.pathology.engine import InferenceConfig
     from gistrisk.pathology.features import FeatureConfig
+    from gistrisk.pathology.stain import StainConfig
 
     threads = inputs.get("torch_threads")
     if threads:
@@ -142,7 +148,8 @@ def features_worker(inputs: dict) -> dict:
             tile_config=TileConfig.from_dict(inputs["tile_config"]),
             inference=InferenceConfig(**inputs["inference"]),
             feature_config=FeatureConfig(**inputs["feature"]),
-            review_geojson=inputs.get("review_geojson"))
+            review_geojson=inputs.get("review_geojson"),
+            stain=StainConfig.from_dict(inputs["stain"]) if "stain" in inputs else None)
 
 
 def torch_threads_per_job(jobs: int) -> int:

@@ -22,8 +22,9 @@ from torch.utils.data import DataLoader
 
 from gistrisk.errors import InputError
 from gistrisk.pathology.classes import CLASSES, IMAGENET_MEAN, IMAGENET_STD
-from gistrisk.pathology.data import SlideSource, TileDataset, resolve_device, to_input
+from gistrisk.pathology.data import SlideSource, TileDataset, fit_stain, resolve_device, to_input
 from gistrisk.pathology.model import TissueClassifier, build_model, load_backbone, save_classifier
+from gistrisk.pathology.stain import StainConfig
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,9 @@ log = logging.getLogger(__name__)
 class TrainConfig:
     """Training recipe; defaults follow the paper (Adam, lr 1e-4, batch 64, 30 epochs, random
     rotations/flips, 7:3 split). Rotations are by multiples of 90 degrees (with flips: the 8
-    symmetries of a square), which keep every pixel real tissue, unlike arbitrary angles."""
+    symmetries of a square), which keep every pixel real tissue, unlike arbitrary angles.
+    stain: Reinhard colour normalisation per slide, recorded in the classifier header so that
+    feature extraction repeats it."""
 
     epochs: int = 30
     batch_size: int = 64
@@ -46,10 +49,12 @@ class TrainConfig:
     classes: tuple[str, ...] = CLASSES
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    stain: StainConfig = field(default_factory=StainConfig)
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["classes"], d["mean"], d["std"] = list(self.classes), list(self.mean), list(self.std)
+        d["stain"] = self.stain.to_dict()
         return d
 
 
@@ -121,8 +126,11 @@ def train_classifier(tiles: pd.DataFrame, out_dir: str | Path, config: TrainConf
     workers = cfg.num_workers if cfg.num_workers >= 0 else (4 if device.type == "cuda" else 0)
     train_df = labelled[labelled["split"] == "train"]
     val_df = labelled[labelled["split"] == "val"]
-    train_ds = TileDataset(train_df, sources, cfg.classes, augment_seed=cfg.seed if cfg.augment else None)
-    val_ds = TileDataset(val_df, sources, cfg.classes)
+    # fitted on all tiles of each slide (labelled or not), as feature extraction does
+    stain = fit_stain(tiles, sources, cfg.stain)
+    train_ds = TileDataset(train_df, sources, cfg.classes, augment_seed=cfg.seed if cfg.augment else None,
+                           stain=stain)
+    val_ds = TileDataset(val_df, sources, cfg.classes, stain=stain)
     gen = torch.Generator().manual_seed(cfg.seed)
     train_loader = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, generator=gen,
                               num_workers=workers, drop_last=False)
@@ -176,7 +184,7 @@ def train_classifier(tiles: pd.DataFrame, out_dir: str | Path, config: TrainConf
     meta = tile_meta or _tile_meta(tiles)
     header = {
         "classes": list(cfg.classes), "tile_size": meta["tile_size"], "mpp": meta["mpp"],
-        "mean": list(cfg.mean), "std": list(cfg.std), "best_epoch": best_epoch,
+        "mean": list(cfg.mean), "std": list(cfg.std), "stain": cfg.stain.to_dict(), "best_epoch": best_epoch,
         "best_val_accuracy": best_acc, "train_config": cfg.to_dict(), "init": init,
         "n_tiles": {"train": int(len(train_df)), "val": int(len(val_df))},
         "class_balance": balance,
@@ -194,6 +202,8 @@ def train_classifier(tiles: pd.DataFrame, out_dir: str | Path, config: TrainConf
     write_table(out_dir / "split.parquet", labelled[["slide_id", "slide", "x", "y", "label", "split"]])
     write_json(out_dir / "provenance.json", provenance(cfg.to_dict(), weights=str(weights) if weights else None,
                                                        device=str(device), tile_meta=meta,
+                                                       stain_fit={k: {"mean": v.mean_.tolist(), "std": v.std_.tolist()}
+                                                                  for k, v in stain.items()},
                                                        best_epoch=best_epoch, best_val_accuracy=best_acc))
     return TrainResult(best_epoch, best_acc, history, conf, balance, final.eval())
 
