@@ -7,9 +7,10 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas is imported only where a table is written: batch workers start faster
+    import pandas as pd
 
 
 @contextlib.contextmanager
@@ -37,11 +38,13 @@ def write_text(path: str | os.PathLike, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
-def write_json(path: str | os.PathLike, obj: Any) -> None:
-    write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=json_default) + "\n")
+def write_json(path: str | os.PathLike, obj: Any, *, indent: int | None = 2,
+               default: Callable[[Any], Any] | None = None) -> None:
+    """Write ``obj`` as JSON (numpy scalars/arrays and paths converted unless ``default`` is given)."""
+    write_text(path, json.dumps(obj, indent=indent, sort_keys=False, default=default or json_default) + "\n")
 
 
-def write_table(path: str | os.PathLike, df: pd.DataFrame, index: bool = False) -> None:
+def write_table(path: str | os.PathLike, df: "pd.DataFrame", index: bool = False) -> None:
     """Write a DataFrame as CSV or Parquet (by suffix), atomically."""
     path = Path(path)
     with atomic_path(path) as tmp:
