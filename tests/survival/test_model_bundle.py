@@ -112,3 +112,14 @@ def test_predict_from_scores_equals_predict(fitted):
     assert part["partial"].all() and (part["fusion_model"] == "clinical+radiomics").all()
     np.testing.assert_allclose(model.predict_survival_from_scores(S, [12, 36]).to_numpy(),
                                model.predict(t)[["rfs_12", "rfs_36"]].to_numpy())
+
+
+def test_same_seed_same_model_and_numbers(fitted, fast):
+    from gistrisk.survival.config import load_config
+
+    model, _, tables, out = fitted
+    again = fit_multimodal(tables, out, load_config(overrides=fast))
+    a, b = model.to_dict(), again.to_dict()
+    for d in (a, b):
+        d["info"].pop("created")
+    assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
