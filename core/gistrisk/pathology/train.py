@@ -50,6 +50,10 @@ class TrainConfig:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     stain: StainConfig = field(default_factory=StainConfig)
+    #: re-estimate BatchNorm statistics on the training tiles after each epoch; None = only when
+    #: training starts from random weights (a few epochs from scratch leave the running averages far
+    #: from the data, so evaluation-mode predictions collapse onto one class)
+    recalibrate_bn: bool | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -149,6 +153,7 @@ def train_classifier(tiles: pd.DataFrame, out_dir: str | Path, config: TrainConf
             else contextlib.nullcontext
         history: list[dict] = []
         best = (-1.0, 0, None, None)  # accuracy, epoch, state, confusion
+        recal = cfg.recalibrate_bn if cfg.recalibrate_bn is not None else not weights
         for epoch in range(1, cfg.epochs + 1):
             train_ds.epoch = epoch
             model.train()
@@ -165,6 +170,8 @@ def train_classifier(tiles: pd.DataFrame, out_dir: str | Path, config: TrainConf
                 total += float(loss.detach()) * len(y)
                 n_seen += len(y)
                 n_right += int((logits.argmax(1) == y).sum())
+            if recal:
+                recalibrate_batchnorm(model, train_loader, cfg, device, amp)
             conf = _confusion(model, val_loader, cfg, device, amp)
             acc = float(np.trace(conf) / max(conf.sum(), 1))
             row = {"epoch": epoch, "train_loss": total / n_seen, "train_accuracy": n_right / n_seen,
@@ -206,6 +213,26 @@ def train_classifier(tiles: pd.DataFrame, out_dir: str | Path, config: TrainConf
                                                                   for k, v in stain.items()},
                                                        best_epoch=best_epoch, best_val_accuracy=best_acc))
     return TrainResult(best_epoch, best_acc, history, conf, balance, final.eval())
+
+
+def recalibrate_batchnorm(model: torch.nn.Module, loader: DataLoader, cfg: TrainConfig, device: torch.device,
+                          amp: Callable = contextlib.nullcontext) -> None:
+    """Replace every BatchNorm layer's running mean/variance by their average over ``loader``.
+
+    Forward passes in training mode without gradients, with cumulative (momentum None) averaging;
+    the weights are untouched.
+    """
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    with torch.no_grad(), amp():
+        for xb, _ in loader:
+            model(to_input(xb, cfg.mean, cfg.std, device))
+    for m, mom in zip(bns, momenta):
+        m.momentum = mom
 
 
 def _confusion(model: TissueClassifier, loader: DataLoader, cfg: TrainConfig, device: torch.device,
