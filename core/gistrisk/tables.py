@@ -13,7 +13,7 @@ from gistrisk.errors import InputError
 log = logging.getLogger(__name__)
 ID = "patient_id"
 #: columns that describe a row rather than measure the patient
-META_COLUMNS = ("slide_id", "n_tumour_tiles", "no_tumour_tiles", "flag", "source_file")
+META_COLUMNS = ("slide_id", "n_tumour_tiles", "n_tiles", "no_tumour_tiles", "flag", "source_file")
 
 
 def read_table(path: str | Path) -> pd.DataFrame:

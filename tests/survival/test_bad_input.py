@@ -121,3 +121,15 @@ def test_unknown_config_key(tmp_path):
     cfg.write_text("modality:\n  lasso:\n    alfa: 3\n")
     with pytest.raises(InputError, match=r"unknown key\(s\) \['alfa'\] in config section 'fit.modality.lasso'"):
         load_config(cfg)
+
+
+def test_slide_table_meta_columns_and_flagged_slides(tmp_path):
+    """Tile counts are not features; a slide flagged for no tumour tile means no pathology for that patient."""
+    df = pd.DataFrame({"patient_id": ["A", "A", "B", "C"], "slide_id": ["A1", "A2", "B1", "C1"],
+                       "n_tumour_tiles": [3, 5, 0, 2], "n_tiles": [10, 12, 9, 8],
+                       "flag": ["", "", "no_tumour_tiles", ""],
+                       "path_0000": [1.0, 3.0, np.nan, 4.0], "path_0001": [0.0, 2.0, np.nan, 1.0]})
+    out = load_features(_write(tmp_path, "slides.csv", df), "pathology")
+    assert list(out.columns) == ["path_0000", "path_0001"]
+    assert list(out.index) == ["A", "C"]  # B dropped (no tumour tile), A's two slides averaged
+    assert out.loc["A", "path_0000"] == 2.0
