@@ -79,3 +79,27 @@ def test_round_trip_and_restrict():
     r = p.restrict(["b", "site=rectum"])
     pd.testing.assert_frame_equal(r.transform(df), p.transform(df)[["b", "site=rectum"]])
     assert r.numeric_ == ["b"] and r.categorical_ == ["site"]
+
+
+def test_log_transform_of_skewed_columns_decided_on_training_rows():
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"mitoses": rng.lognormal(1.0, 1.0, 200).round(),  # right-skewed count
+                       "age": rng.normal(60, 10, 200),                     # symmetric
+                       "shift": rng.normal(0, 1, 200) ** 3}, index=[f"P{i}" for i in range(200)])
+    p = Preprocessor(corr_threshold=None, log_skewed=1.0).fit(df)
+    assert p.log_columns_ == ["mitoses"]  # "shift" is skewed but has negative values
+    out = p.transform(df)
+    expected = np.log1p(df["mitoses"])
+    assert np.allclose(out["mitoses"], (expected - expected.mean()) / expected.std(ddof=0))
+    q = Preprocessor.from_dict(p.to_dict())
+    pd.testing.assert_frame_equal(q.transform(df), out)
+    assert Preprocessor(corr_threshold=None).fit(df).log_columns_ == []
+
+
+def test_default_config_logs_skewed_clinical_columns_only():
+    from gistrisk.survival.config import load_config
+
+    cfg = load_config()
+    assert cfg.for_modality("clinical").preprocess.log_skewed == 1.0
+    assert cfg.for_modality("radiomics").preprocess.log_skewed is None
+    assert cfg.for_modality("pathology").cluster.enabled

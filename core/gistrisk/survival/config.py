@@ -19,6 +19,7 @@ DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "fit_default.
 class PreprocessConfig:
     corr_threshold: float | None = 0.95
     drop_constant: bool = True
+    log_skewed: float | None = None
 
 
 @dataclass

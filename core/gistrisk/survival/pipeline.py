@@ -58,7 +58,8 @@ class ModalityPipeline(BaseEstimator):
                    f"{cfg.stepwise.max_features}")
             log.warning(msg)
             self.warnings_.append(msg)
-        pre = Preprocessor(corr_threshold=cfg.preprocess.corr_threshold, drop_constant=cfg.preprocess.drop_constant)
+        pre = Preprocessor(corr_threshold=cfg.preprocess.corr_threshold, drop_constant=cfg.preprocess.drop_constant,
+                           log_skewed=cfg.preprocess.log_skewed)
         Z = pre.fit(X).transform(X)
         self.steps_: dict[str, Any] = {"preprocess": {"n_in": X.shape[1], "n_out": Z.shape[1],
                                                       "dropped_constant": len(pre.dropped_["constant"]),

@@ -41,10 +41,14 @@ class Preprocessor(TransformerMixin, BaseEstimator):
         Of two features with ``|r|`` above this, the later one is dropped. ``None`` turns it off.
     drop_constant : bool
     scale : bool
+    log_skewed : float or None
+        Numeric columns that are non-negative with training skewness above this enter as
+        ``log1p`` (decided on training rows). ``None`` turns it off.
 
     Attributes
     ----------
     numeric_, categorical_ : list of str      input columns by kind
+    log_columns_ : list of str                 numeric columns log1p-transformed
     levels_ : dict                             categorical column -> levels seen in training (first = reference)
     medians_ : dict                            numeric imputation values
     features_out_ : list of str                columns after filtering
@@ -52,16 +56,22 @@ class Preprocessor(TransformerMixin, BaseEstimator):
     dropped_ : dict                            reason -> dropped columns
     """
 
-    def __init__(self, corr_threshold: float | None = 0.95, drop_constant: bool = True, scale: bool = True):
+    def __init__(self, corr_threshold: float | None = 0.95, drop_constant: bool = True, scale: bool = True,
+                 log_skewed: float | None = None):
         self.corr_threshold = corr_threshold
         self.drop_constant = drop_constant
         self.scale = scale
+        self.log_skewed = log_skewed
+
+    def _numeric(self, X: pd.DataFrame, c: str) -> pd.Series:
+        v = pd.to_numeric(X[c], errors="coerce") if c in X else pd.Series(np.nan, index=X.index)
+        v = v.astype(float)
+        return np.log1p(v.clip(lower=0)) if c in self.log_columns_ else v
 
     def _encode(self, X: pd.DataFrame) -> pd.DataFrame:
         cols: dict[str, Any] = {}
         for c in self.numeric_:
-            v = pd.to_numeric(X[c], errors="coerce") if c in X else pd.Series(np.nan, index=X.index)
-            cols[c] = v.astype(float).fillna(self.medians_[c])
+            cols[c] = self._numeric(X, c).fillna(self.medians_[c])
         for c, levels in self.levels_.items():
             v = X[c].astype("string") if c in X else pd.Series(pd.NA, index=X.index, dtype="string")
             v = v.fillna(self.modes_[c])
@@ -74,9 +84,16 @@ class Preprocessor(TransformerMixin, BaseEstimator):
             raise TypeError("Preprocessor expects a DataFrame")
         source = X.attrs.get("source")
         self.numeric_, self.categorical_ = split_column_kinds(X, source)
+        self.log_columns_ = []
+        if self.log_skewed is not None:
+            # right-skewed non-negative measurements (sizes, counts, percentages) enter as log1p
+            for c in self.numeric_:
+                v = pd.to_numeric(X[c], errors="coerce").dropna()
+                if len(v) > 2 and v.min() >= 0 and v.nunique() > 2 and v.skew() > self.log_skewed:
+                    self.log_columns_.append(c)
         self.medians_ = {}
         for c in self.numeric_:
-            med = pd.to_numeric(X[c], errors="coerce").median()
+            med = self._numeric(X, c).median()
             self.medians_[c] = float(med) if np.isfinite(med) else 0.0
         self.levels_, self.modes_ = {}, {}
         for c in self.categorical_:
@@ -120,7 +137,7 @@ class Preprocessor(TransformerMixin, BaseEstimator):
         return pd.DataFrame((E.to_numpy(float) - self.mean_) / self.scale_, index=X.index, columns=self.features_out_)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"params": self.get_params(), "numeric": self.numeric_, "categorical": self.categorical_,
+        return {"params": self.get_params(), "log_columns": self.log_columns_, "numeric": self.numeric_, "categorical": self.categorical_,
                 "levels": self.levels_, "modes": self.modes_, "medians": self.medians_,
                 "features_out": self.features_out_, "mean": self.mean_.tolist(), "scale": self.scale_.tolist(),
                 "dropped": self.dropped_}
@@ -129,6 +146,7 @@ class Preprocessor(TransformerMixin, BaseEstimator):
     def from_dict(cls, d: dict[str, Any]) -> "Preprocessor":
         p = cls(**d["params"])
         p.numeric_, p.categorical_ = d["numeric"], d["categorical"]
+        p.log_columns_ = d.get("log_columns", [])
         p.levels_, p.modes_, p.medians_ = d["levels"], d["modes"], d["medians"]
         p.features_out_, p.dropped_ = d["features_out"], d["dropped"]
         p.mean_, p.scale_ = np.asarray(d["mean"], float), np.asarray(d["scale"], float)
@@ -147,4 +165,5 @@ class Preprocessor(TransformerMixin, BaseEstimator):
         d["levels"] = {c: v for c, v in self.levels_.items() if c in used}
         d["modes"] = {c: v for c, v in self.modes_.items() if c in used}
         d["medians"] = {c: v for c, v in self.medians_.items() if c in used}
+        d["log_columns"] = [c for c in self.log_columns_ if c in used]
         return Preprocessor.from_dict(d)
