@@ -63,10 +63,6 @@ def step_at(knots: np.ndarray, values: np.ndarray, t: np.ndarray, before: float 
     return np.asarray(out, float)
 
 
-def _risk_set_sums(order_desc_w, *arrays):
-    return [np.cumsum(a, axis=0) for a in arrays]
-
-
 def fit_cox(X: np.ndarray, time: np.ndarray, event: np.ndarray, *, penalizer: float = 0.0,
             max_iter: int = 50, tol: float = 1e-9) -> CoxResult:
     """Fit a Cox model by Newton-Raphson with step halving.
@@ -90,9 +86,7 @@ def fit_cox(X: np.ndarray, time: np.ndarray, event: np.ndarray, *, penalizer: fl
     order = np.argsort(-time, kind="stable")
     Xs, ts, es = Xc[order], time[order], event[order]
     # for each row, index of the last row with the same time (the full risk set for that time)
-    _, first_rev = np.unique(ts[::-1], return_index=True)
-    last_idx_of_time = {t: n - 1 - i for t, i in zip(np.unique(ts[::-1]), first_rev)}
-    grp_end = np.array([last_idx_of_time[t] for t in ts]) if n else np.zeros(0, int)
+    grp_end = n - 1 - np.searchsorted(ts[::-1], ts, side="left")
     ev_idx = np.flatnonzero(es)
     ev_end = grp_end[ev_idx]
 
@@ -160,7 +154,6 @@ def breslow_baseline(eta: np.ndarray, time: np.ndarray, event: np.ndarray):
     ts, ws = time[order], w[order]
     at_risk = np.cumsum(ws[::-1])[::-1]  # sum over j with time_j >= ts[i]
     first = np.searchsorted(ts, uniq, side="left")
-    d = np.array([np.sum(event & (time == t)) for t in uniq]) if len(uniq) < 2000 else \
-        np.bincount(np.searchsorted(uniq, time[event]), minlength=len(uniq))
+    d = np.bincount(np.searchsorted(uniq, time[event]), minlength=len(uniq))
     h = d / (at_risk[first] * np.exp(eta.max()))
     return uniq, np.cumsum(h)

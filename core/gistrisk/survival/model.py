@@ -109,8 +109,7 @@ class MultimodalRiskModel:
     def predict_from_scores(self, S: pd.DataFrame, horizons=(12, 36, 60)) -> pd.DataFrame:
         """As :meth:`predict`, from unimodal scores (columns ``score_<modality>``, NaN = missing),
         e.g. a patscore exported by the pathology arm instead of its slide features."""
-        S = S.reindex(columns=[f"score_{m}" for m in self.modalities_])
-        out = S.join(self._fuse(S))
+        out = self._fused(S)
         surv = self._survival(out, np.asarray(horizons, float))
         for j, h in enumerate(horizons):
             out[f"rfs_{int(h)}"] = surv[:, j]
@@ -133,9 +132,13 @@ class MultimodalRiskModel:
     def predict_survival_from_scores(self, S: pd.DataFrame, times) -> pd.DataFrame:
         """As :meth:`predict_survival`, from unimodal scores (columns ``score_<modality>``)."""
         times = np.asarray(times, float)
-        S = S.reindex(columns=[f"score_{m}" for m in self.modalities_])
-        out = S.join(self._fuse(S))
+        out = self._fused(S)
         return pd.DataFrame(self._survival(out, times), index=out.index, columns=times)
+
+    def _fused(self, S: pd.DataFrame) -> pd.DataFrame:
+        """Scores (one column per modality of the model) joined with the fused risk of each row."""
+        S = S.reindex(columns=[f"score_{m}" for m in self.modalities_])
+        return S.join(self._fuse(S))
 
     def early_fusion_risk(self, tables: dict[str, pd.DataFrame]) -> pd.Series:
         """Early-fusion risk for patients with every modality (comparison model), shape (n,)."""

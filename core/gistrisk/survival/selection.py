@@ -156,8 +156,9 @@ class StepwiseCoxSelector:
                 if c.direction == "both":
                     chosen = self._backward(A, chosen, time, event, history, limit, names=X.columns, once=True)
         if not chosen:
-            chosen = [int(np.argmax([abs(self._score(A, [j], time, event)[1].coef[0]) / max(
-                self._score(A, [j], time, event)[1].se[0], 1e-12) for j in range(A.shape[1])]))]
+            # nothing improved the criterion: keep the feature with the largest univariate Wald z
+            fits = [self._score(A, [j], time, event)[1] for j in range(A.shape[1])]
+            chosen = [int(np.argmax([abs(r.coef[0]) / max(r.se[0], 1e-12) for r in fits]))]
             history.append({"step": "fallback", "feature": X.columns[chosen[0]]})
         self.selected_ = [X.columns[j] for j in sorted(chosen)]
         self.details_ = {"history": history, "n_selected": len(self.selected_)}

@@ -99,13 +99,14 @@ def validate(model: MultimodalRiskModel, tables: dict[str, pd.DataFrame], outcom
     ids = full.index.intersection(outcomes.index)
     if len(ids) >= 20:
         y = outcomes.loc[ids]
-        cal = {}
-        for h in (36.0, 60.0):
-            if (y["time"] >= h).sum() >= 5:
-                surv = model.predict_survival({m: tables[m] for m in tables}, [h]).loc[ids].iloc[:, 0]
-                cal[f"{int(h)}"] = calibration(surv.to_numpy(), y["time"], y["event"], h)
-        metrics["fusion"]["calibration"] = cal
+        # predicted RFS from the scores already computed above (no second pass over the tables)
+        scores = full.loc[ids, [f"score_{m}" for m in model.modalities_]]
+        horizons = [h for h in (36.0, 60.0) if (y["time"] >= h).sum() >= 5]
         grid = np.linspace(max(1.0, y["time"].min()), y["time"].quantile(0.9), 30)
-        S = model.predict_survival(tables, grid).loc[ids].to_numpy()
+        surv = model.predict_survival_from_scores(scores, np.concatenate([horizons, grid]))
+        metrics["fusion"]["calibration"] = {
+            f"{int(h)}": calibration(surv.iloc[:, j].to_numpy(), y["time"], y["event"], h)
+            for j, h in enumerate(horizons)}
+        S = surv.iloc[:, len(horizons):].to_numpy()
         metrics["fusion"]["integrated_brier"] = integrated_brier(y["time"], y["event"], S, grid)
     return metrics, pred.reset_index()
