@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 CMU_NAME = "CMU-1-Small-Region.svs"
@@ -106,3 +107,29 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def labelled(cmu, he_png, tmp_path_factory):
+    """8 labelled 112-px tiles at 1.0 um/px: background and stroma on the CMU slide, tumour on the
+    real H&E image (no mpp in the PNG: 0.5 given). Returns (tiles, sources)."""
+    from shapely.geometry import box
+
+    from gistrisk.pathology.data import SlideSource
+    from gistrisk.pathology.pipeline import tile_one
+    from gistrisk.pathology.tiling import TileConfig
+    from qupath_bridge.geojson import Annotation, write_annotations
+
+    small = TileConfig(tile_size=112, target_mpp=1.0)
+    d = tmp_path_factory.mktemp("train")
+    s0 = 224  # a 112-px tile at 1.0 um/px is 112 um = 224 px at the slide's 0.499 um/px
+    write_annotations(d / "cmu.geojson", [
+        Annotation(geometry=box(0, 0, 2 * s0, s0), class_name="Background"),
+        Annotation(geometry=box(2 * s0, 4 * s0, 4 * s0, 5 * s0), class_name="Stroma")])
+    write_annotations(d / "he.geojson", [Annotation(geometry=box(0, 0, 448, 448), class_name="Tumor")])
+    a = tile_one(cmu, small, annotations=d / "cmu.geojson")
+    b = tile_one(he_png, small, annotations=d / "he.geojson", mpp=0.5)  # the PNG has no mpp: given
+    tiles = pd.concat([a, b], ignore_index=True)
+    tiles = tiles[tiles.label.notna()].reset_index(drop=True)
+    sources = {str(he_png): SlideSource(str(he_png), "auto", 0.5)}
+    return tiles, sources

@@ -12,37 +12,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from shapely.geometry import box
 
 from gistrisk.errors import InputError
 from gistrisk.pathology.classes import CLASSES
-from gistrisk.pathology.data import SlideSource
 from gistrisk.pathology.engine import InferenceConfig, predict_tiles
 from gistrisk.pathology.model import load_classifier, read_state_dict
-from gistrisk.pathology.pipeline import tile_one
-from gistrisk.pathology.tiling import TileConfig
 from gistrisk.pathology.train import TrainConfig, split_tiles, train_classifier
 
-SMALL = TileConfig(tile_size=112, target_mpp=1.0)
 CPU = InferenceConfig(batch_size=8, num_workers=0, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def labelled(cmu, he_png, tmp_path_factory):
-    from qupath_bridge.geojson import Annotation, write_annotations
-
-    d = tmp_path_factory.mktemp("train")
-    s0 = 224  # a 112-px tile at 1.0 um/px is 112 um = 224 px at the slide's 0.499 um/px
-    write_annotations(d / "cmu.geojson", [
-        Annotation(geometry=box(0, 0, 2 * s0, s0), class_name="Background"),
-        Annotation(geometry=box(2 * s0, 4 * s0, 4 * s0, 5 * s0), class_name="Stroma")])
-    write_annotations(d / "he.geojson", [Annotation(geometry=box(0, 0, 448, 448), class_name="Tumor")])
-    a = tile_one(cmu, SMALL, annotations=d / "cmu.geojson")
-    b = tile_one(he_png, SMALL, annotations=d / "he.geojson", mpp=0.5)  # the PNG has no mpp: given
-    tiles = pd.concat([a, b], ignore_index=True)
-    tiles = tiles[tiles.label.notna()].reset_index(drop=True)
-    sources = {str(he_png): SlideSource(str(he_png), "auto", 0.5)}
-    return tiles, sources
 
 
 def test_labelled_inputs(labelled):
