@@ -7,6 +7,7 @@ record it and move on.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -14,6 +15,7 @@ from typing import Literal
 import numpy as np
 
 from gistrisk.errors import InputError
+from gistrisk.pathology.tiff_tiles import TiffTileReader, open_tiff_reader
 
 Backend = Literal["openslide", "tiffslide", "pil", "auto"]
 PLAIN_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
@@ -45,12 +47,20 @@ class Slide:
     backend : "openslide", "tiffslide", "pil" (PNG/JPEG only) or "auto" (OpenSlide, then tiffslide;
         PIL for plain image suffixes).
     mpp : microns per pixel override; required when the file carries none.
+    fast_tiff : read tiles of Aperio / generic tiled TIFF slides opened with OpenSlide straight from
+        their TIFF tiles (:mod:`gistrisk.pathology.tiff_tiles`; same pixels, several times faster),
+        OpenSlide being used for what that reader declines. None: on unless the environment
+        variable ``GISTRISK_FAST_TIFF`` is ``0``.
     """
 
-    def __init__(self, path: str | Path, backend: Backend = "auto", mpp: float | None = None):
+    def __init__(self, path: str | Path, backend: Backend = "auto", mpp: float | None = None,
+                 fast_tiff: bool | None = None):
         self.path = Path(path)
         if not self.path.is_file():
             raise InputError("slide file not found", file=str(self.path))
+        self.fast_tiff = fast_tiff if fast_tiff is not None else os.environ.get("GISTRISK_FAST_TIFF", "1") != "0"
+        self._fast: TiffTileReader | None = None
+        self._fast_tried = False
         self.backend, self._h = _open(self.path, backend)
         self.dimensions: tuple[int, int] = tuple(int(v) for v in self._h.dimensions)  # (w, h)
         self.level_count: int = int(self._h.level_count)
@@ -87,6 +97,38 @@ class Slide:
         S is ``tile_size`` when given (resized with a box/antialias filter if it differs from
         ``read_size``), else ``read_size``.
         """
+        arr = None
+        fast = self._fast_reader()
+        if fast is not None:
+            try:
+                arr = fast.read_region(int(x0), int(y0), int(level), read_size, read_size)
+            except Exception:  # noqa: BLE001 - a bad tile: OpenSlide below gives its pixels or the error
+                arr = None
+        if arr is None:
+            arr = self._read_region(x0, y0, level, read_size)
+        if tile_size is not None and tile_size != read_size:
+            from PIL import Image
+
+            arr = np.asarray(Image.fromarray(arr).resize((tile_size, tile_size), Image.Resampling.BOX
+                                                          if read_size > tile_size else Image.Resampling.BILINEAR))
+        return arr
+
+    @property
+    def fast_reader(self) -> TiffTileReader | None:
+        """The direct TIFF tile reader in use, or None (turned off, not OpenSlide, or declined)."""
+        return self._fast_reader()
+
+    def _fast_reader(self) -> TiffTileReader | None:
+        # opened on first use: tiling only needs the thumbnail, and each worker process opens its own
+        if not self._fast_tried:
+            self._fast_tried = True
+            if self.fast_tiff and self.backend == "openslide":
+                self._fast = open_tiff_reader(self.path, self.level_dimensions, self.level_downsamples,
+                                              self._h.properties.get("openslide.vendor"))
+        return self._fast
+
+    def _read_region(self, x0: int, y0: int, level: int, read_size: int) -> np.ndarray:
+        """The backend's own read of a read_size square -> RGB uint8; errors become InputError."""
         try:
             if self.backend == "openslide":
                 img = self._h.read_region((int(x0), int(y0)), int(level), (read_size, read_size))
@@ -101,11 +143,6 @@ class Slide:
         except Exception as e:  # corrupt/truncated tile data
             raise InputError(f"cannot read tile at x={x0}, y={y0}, level={level} ({type(e).__name__}: {e}); "
                              "the slide may be truncated or corrupt", file=str(self.path)) from e
-        if tile_size is not None and tile_size != read_size:
-            from PIL import Image
-
-            arr = np.asarray(Image.fromarray(arr).resize((tile_size, tile_size), Image.Resampling.BOX
-                                                          if read_size > tile_size else Image.Resampling.BILINEAR))
         return arr
 
     def thumbnail(self, downsample: float) -> np.ndarray:
@@ -142,6 +179,9 @@ class Slide:
         return thumb.resize(size, Image.Resampling.BOX).convert("RGB")
 
     def close(self) -> None:
+        if self._fast is not None:
+            self._fast.close()
+            self._fast = None
         self._h.close()
 
     def __enter__(self) -> "Slide":
