@@ -103,3 +103,49 @@ def test_default_config_logs_skewed_clinical_columns_only():
     assert cfg.for_modality("clinical").preprocess.log_skewed == 1.0
     assert cfg.for_modality("radiomics").preprocess.log_skewed is None
     assert cfg.for_modality("pathology").cluster.enabled
+
+
+def _wide(n: int = 120, p: int = 300, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+    """Wide correlated features driven by 3 latent factors (like deep slide features); factor 0 returned."""
+    rng = np.random.default_rng(seed)
+    f = rng.normal(size=(n, 3)) * [3.0, 2.0, 1.0]
+    X = f @ rng.normal(size=(3, p)) + 0.5 * rng.normal(size=(n, p))
+    return pd.DataFrame(X, columns=[f"path_{j:04d}" for j in range(p)], index=[f"P{i}" for i in range(n)]), f[:, 0]
+
+
+def test_pca_components_fitted_on_training_rows_and_recover_the_factors():
+    df, factor = _wide()
+    tr, te = df.iloc[:90], df.iloc[90:]
+    p = Preprocessor(corr_threshold=None, pca_components=5).fit(tr)
+    out = p.transform(tr)
+    assert list(out.columns) == ["pc01", "pc02", "pc03", "pc04", "pc05"] == p.output_names_
+    assert np.allclose(out.mean(), 0, atol=1e-10) and np.allclose(out.std(ddof=0), 1)
+    assert np.allclose(np.corrcoef(out.to_numpy().T), np.eye(5), atol=1e-8)  # uncorrelated on training rows
+    assert p.explained_variance_ratio_[:3].sum() > 0.9 > p.explained_variance_ratio_[:2].sum()
+    # the leading component is the strongest latent factor, on held-out rows too
+    assert abs(np.corrcoef(p.transform(te)["pc01"], factor[90:])[0, 1]) > 0.95
+    # refitting on the same rows gives the same signs and values (no arbitrary SVD sign flips)
+    pd.testing.assert_frame_equal(Preprocessor(corr_threshold=None, pca_components=5).fit(tr).transform(te),
+                                  p.transform(te))
+
+
+def test_pca_round_trip_restrict_and_limits():
+    df, _ = _wide(n=40, p=60)
+    p = Preprocessor(corr_threshold=None, pca_components=100).fit(df)
+    assert len(p.component_names_) == 39  # at most n - 1 components
+    q = Preprocessor.from_dict(p.to_dict())
+    pd.testing.assert_frame_equal(p.transform(df), q.transform(df))
+    r = Preprocessor.from_dict(p.restrict(["pc03", "pc01"]).to_dict())
+    pd.testing.assert_frame_equal(r.transform(df), p.transform(df)[["pc03", "pc01"]])
+    assert r.numeric_ == p.numeric_  # every input column is still needed
+    with pytest.raises(InputError, match="pca_components must be at least 1"):
+        Preprocessor(pca_components=0).fit(df)
+
+
+def test_default_config_uses_principal_components_for_pathology_only():
+    from gistrisk.survival.config import load_config
+
+    cfg = load_config()
+    assert cfg.for_modality("pathology").preprocess.pca_components == 32
+    assert cfg.for_modality("radiomics").preprocess.pca_components is None
+    assert cfg.for_modality("clinical").preprocess.pca_components is None

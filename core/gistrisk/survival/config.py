@@ -20,6 +20,7 @@ class PreprocessConfig:
     corr_threshold: float | None = 0.95
     drop_constant: bool = True
     log_skewed: float | None = None
+    pca_components: int | None = None
 
 
 @dataclass

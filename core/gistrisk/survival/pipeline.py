@@ -59,11 +59,15 @@ class ModalityPipeline(BaseEstimator):
             log.warning(msg)
             self.warnings_.append(msg)
         pre = Preprocessor(corr_threshold=cfg.preprocess.corr_threshold, drop_constant=cfg.preprocess.drop_constant,
-                           log_skewed=cfg.preprocess.log_skewed)
+                           log_skewed=cfg.preprocess.log_skewed, pca_components=cfg.preprocess.pca_components)
         Z = pre.fit(X).transform(X)
         self.steps_: dict[str, Any] = {"preprocess": {"n_in": X.shape[1], "n_out": Z.shape[1],
                                                       "dropped_constant": len(pre.dropped_["constant"]),
                                                       "dropped_correlated": len(pre.dropped_["correlated"])}}
+        if pre.components_ is not None:
+            self.steps_["preprocess"]["pca"] = {
+                "n_components": len(pre.component_names_),
+                "explained_variance": float(pre.explained_variance_ratio_.sum())}
         cols = list(Z.columns)
         if cfg.lasso.enabled and len(cols) > 1:
             sel = LassoCoxSelector(cfg.lasso, seed=self.seed).fit(Z[cols], time, event)

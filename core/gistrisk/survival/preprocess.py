@@ -33,7 +33,8 @@ def split_column_kinds(df: pd.DataFrame, source: str | None = None) -> tuple[lis
 
 
 class Preprocessor(TransformerMixin, BaseEstimator):
-    """Encode categoricals, impute, drop constant and near-duplicate features, z-score.
+    """Encode categoricals, impute, drop constant and near-duplicate features, z-score, and
+    optionally project onto the leading principal components.
 
     Parameters
     ----------
@@ -44,6 +45,11 @@ class Preprocessor(TransformerMixin, BaseEstimator):
     log_skewed : float or None
         Numeric columns that are non-negative with training skewness above this enter as
         ``log1p`` (decided on training rows). ``None`` turns it off.
+    pca_components : int or None
+        Replace the z-scored features by this many leading principal components of the training
+        rows (each scaled to unit variance; named ``pc01``, ``pc02``, ...). For wide, highly
+        correlated inputs such as 2048-d deep slide features, where a few dozen events cannot
+        support selection among thousands of columns. ``None`` turns it off.
 
     Attributes
     ----------
@@ -51,17 +57,23 @@ class Preprocessor(TransformerMixin, BaseEstimator):
     log_columns_ : list of str                 numeric columns log1p-transformed
     levels_ : dict                             categorical column -> levels seen in training (first = reference)
     medians_ : dict                            numeric imputation values
-    features_out_ : list of str                columns after filtering
+    features_out_ : list of str                columns after filtering (before any projection)
     mean_, scale_ : ndarray, shape (p_out,)
+    components_ : ndarray (k, p_out) or None   principal axes (rows) when ``pca_components`` is set
+    component_scale_ : ndarray (k,) or None    training SD of each component's scores
+    component_names_ : list of str             ``pc01`` ... for the kept components
+    output_names_ : list of str                columns ``transform`` returns
+    explained_variance_ratio_ : ndarray (k,) or None
     dropped_ : dict                            reason -> dropped columns
     """
 
     def __init__(self, corr_threshold: float | None = 0.95, drop_constant: bool = True, scale: bool = True,
-                 log_skewed: float | None = None):
+                 log_skewed: float | None = None, pca_components: int | None = None):
         self.corr_threshold = corr_threshold
         self.drop_constant = drop_constant
         self.scale = scale
         self.log_skewed = log_skewed
+        self.pca_components = pca_components
 
     def _numeric(self, X: pd.DataFrame, c: str) -> pd.Series:
         v = pd.to_numeric(X[c], errors="coerce") if c in X else pd.Series(np.nan, index=X.index)
@@ -118,7 +130,31 @@ class Preprocessor(TransformerMixin, BaseEstimator):
         self.mean_ = M.mean(axis=0) if self.scale else np.zeros(len(keep))
         sd = M.std(axis=0) if self.scale else np.ones(len(keep))
         self.scale_ = np.where(sd > 0, sd, 1.0)
+        self.components_ = self.component_scale_ = self.explained_variance_ratio_ = None
+        self.component_names_ = []
+        if self.pca_components is not None:
+            self._fit_pca((M - self.mean_) / self.scale_, source)
         return self
+
+    def _fit_pca(self, Z: np.ndarray, source: str | None) -> None:
+        if int(self.pca_components) < 1:
+            raise InputError(f"pca_components must be at least 1, got {self.pca_components}", file=source)
+        Zc = Z - Z.mean(axis=0)
+        _, s, vt = np.linalg.svd(Zc, full_matrices=False)
+        k = min(int(self.pca_components), len(s), max(len(Z) - 1, 1))
+        var = s**2
+        keep = var[:k] > 1e-12 * var.sum()
+        k = int(keep.sum())
+        # a fixed sign per axis (largest loading positive) so refits on the same rows agree
+        vt = vt[:k] * np.sign(vt[:k][np.arange(k), np.abs(vt[:k]).argmax(axis=1)])[:, None]
+        self.components_ = vt
+        self.component_scale_ = np.sqrt(var[:k] / len(Z))
+        self.explained_variance_ratio_ = var[:k] / var.sum()
+        self.component_names_ = [f"pc{i + 1:02d}" for i in range(k)]
+
+    @property
+    def output_names_(self) -> list[str]:
+        return list(self.component_names_) if self.components_ is not None else list(self.features_out_)
 
     def _decorrelate(self, M: np.ndarray, names: list[str]) -> list[str]:
         Z = (M - M.mean(0)) / M.std(0)
@@ -134,13 +170,19 @@ class Preprocessor(TransformerMixin, BaseEstimator):
 
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
         E = self._encode(X)[self.features_out_]
-        return pd.DataFrame((E.to_numpy(float) - self.mean_) / self.scale_, index=X.index, columns=self.features_out_)
+        Z = (E.to_numpy(float) - self.mean_) / self.scale_
+        if self.components_ is not None:
+            Z = (Z @ self.components_.T) / self.component_scale_
+        return pd.DataFrame(Z, index=X.index, columns=self.output_names_)
 
     def to_dict(self) -> dict[str, Any]:
         return {"params": self.get_params(), "log_columns": self.log_columns_, "numeric": self.numeric_, "categorical": self.categorical_,
                 "levels": self.levels_, "modes": self.modes_, "medians": self.medians_,
                 "features_out": self.features_out_, "mean": self.mean_.tolist(), "scale": self.scale_.tolist(),
-                "dropped": self.dropped_}
+                "dropped": self.dropped_, "pca": None if self.components_ is None else {
+                    "names": self.component_names_, "components": self.components_.tolist(),
+                    "scale": self.component_scale_.tolist(),
+                    "explained_variance_ratio": self.explained_variance_ratio_.tolist()}}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Preprocessor":
@@ -150,12 +192,26 @@ class Preprocessor(TransformerMixin, BaseEstimator):
         p.levels_, p.modes_, p.medians_ = d["levels"], d["modes"], d["medians"]
         p.features_out_, p.dropped_ = d["features_out"], d["dropped"]
         p.mean_, p.scale_ = np.asarray(d["mean"], float), np.asarray(d["scale"], float)
+        pca = d.get("pca")
+        p.components_ = None if pca is None else np.asarray(pca["components"], float)
+        p.component_scale_ = None if pca is None else np.asarray(pca["scale"], float)
+        p.explained_variance_ratio_ = None if pca is None else np.asarray(pca["explained_variance_ratio"], float)
+        p.component_names_ = [] if pca is None else list(pca["names"])
         return p
 
     def restrict(self, features: list[str]) -> "Preprocessor":
-        """A copy that outputs only ``features`` (after selection), to keep bundles small."""
-        idx = [self.features_out_.index(f) for f in features]
+        """A copy that outputs only ``features`` (after selection), to keep bundles small.
+
+        With principal components, every input column stays (each component needs them all) and
+        only the selected components' axes are kept."""
         d = self.to_dict()
+        if self.components_ is not None:
+            idx = [self.component_names_.index(f) for f in features]
+            d["pca"] = {"names": list(features), "components": self.components_[idx].tolist(),
+                        "scale": self.component_scale_[idx].tolist(),
+                        "explained_variance_ratio": self.explained_variance_ratio_[idx].tolist()}
+            return Preprocessor.from_dict(d)
+        idx = [self.features_out_.index(f) for f in features]
         d["features_out"] = list(features)
         d["mean"] = self.mean_[idx].tolist()
         d["scale"] = self.scale_[idx].tolist()
