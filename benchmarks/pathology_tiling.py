@@ -50,7 +50,7 @@ def build_mosaic(path: Path, reps: int = 3) -> Path:
                 Image.fromarray(mos).resize((mos.shape[1] // ds, mos.shape[0] // ds), Image.Resampling.BOX))
             tw.write(lv, tile=(256, 256), photometric="rgb", compression="jpeg", compressionargs={"level": 85},
                      resolution=(1e4 / (0.499 * ds),) * 2, resolutionunit="CENTIMETER",
-                     subfiletype=0 if i == 0 else 1)
+                     subfiletype=0 if i == 0 else 1, maxworkers=os.cpu_count())
     return path
 
 
