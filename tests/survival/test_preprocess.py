@@ -149,3 +149,38 @@ def test_default_config_uses_principal_components_for_pathology_only():
     assert cfg.for_modality("pathology").preprocess.pca_components == 32
     assert cfg.for_modality("radiomics").preprocess.pca_components is None
     assert cfg.for_modality("clinical").preprocess.pca_components is None
+
+
+def test_keep_list_limits_the_columns_used():
+    df = _df()
+    p = Preprocessor(corr_threshold=None, keep=["b", "site", "not_in_table"]).fit(df)
+    assert p.numeric_ == ["b"] and p.categorical_ == ["site"]
+    assert list(p.transform(df).columns) == ["b", "site=small intestine", "site=rectum"]
+    q = Preprocessor.from_dict(p.restrict(["b"]).to_dict())
+    pd.testing.assert_frame_equal(q.transform(df), p.transform(df)[["b"]])
+    with pytest.raises(InputError, match="none of the features in the keep list"):
+        Preprocessor(keep=["zzz"]).fit(df)
+
+
+def test_config_reads_feature_lists_relative_to_the_config(tmp_path):
+    import json
+
+    from gistrisk.survival.config import load_config
+
+    (tmp_path / "lists").mkdir()
+    (tmp_path / "lists" / "robust.json").write_text(json.dumps({"threshold": 0.9, "kept": ["f1", "f2"]}))
+    (tmp_path / "lists" / "clin.txt").write_text("# chosen by the clinicians\nage\n\ntumour_size_cm  # cm\n")
+    cfg_file = tmp_path / "fit.yaml"
+    cfg_file.write_text("modalities:\n  radiomics:\n    preprocess:\n      keep_features: lists/robust.json\n"
+                        "  clinical:\n    preprocess:\n      keep_features: lists/clin.txt\n")
+    cfg = load_config(cfg_file)
+    assert cfg.for_modality("radiomics").preprocess.keep_features == ["f1", "f2"]
+    assert cfg.for_modality("clinical").preprocess.keep_features == ["age", "tumour_size_cm"]
+    assert cfg.for_modality("pathology").preprocess.keep_features is None
+    (tmp_path / "lists" / "robust.json").write_text(json.dumps({"icc": {}}))
+    with pytest.raises(InputError, match="kept") as e:
+        load_config(cfg_file)
+    assert "robust.json" in str(e.value)
+    cfg_file.write_text("modality:\n  preprocess:\n    keep_features: missing.txt\n")
+    with pytest.raises(InputError, match="cannot read the feature list"):
+        load_config(cfg_file)

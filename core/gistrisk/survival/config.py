@@ -21,6 +21,9 @@ class PreprocessConfig:
     drop_constant: bool = True
     log_skewed: float | None = None
     pca_components: int | None = None
+    #: a file (JSON with a "kept" list, as `gistrisk radiomics robustness` writes, or one name per
+    #: line) or a list of feature names; only these columns are used. Read when the config loads.
+    keep_features: str | list[str] | None = None
 
 
 @dataclass
@@ -146,8 +149,35 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     cfg = _build(FitConfig, data, "fit")
     base = dataclasses.asdict(cfg.modality)
     cfg.modalities = {m: _build(ModalityConfig, _merge(base, o or {}), f"modalities.{m}") for m, o in per_mod.items()}
+    where = Path(path).resolve().parent if path is not None else Path.cwd()
+    for m in [cfg.modality, *cfg.modalities.values()]:
+        if isinstance(m.preprocess.keep_features, str):
+            m.preprocess.keep_features = read_feature_list(where / m.preprocess.keep_features)
     _validate(cfg)
     return cfg
+
+
+def read_feature_list(path: str | Path) -> list[str]:
+    """Feature names from a JSON file with a ``kept`` list (``gistrisk radiomics robustness``) or a
+    text file with one name per line (``#`` comments allowed)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise InputError(f"cannot read the feature list: {e}", file=str(path)) from e
+    if path.suffix.lower() == ".json":
+        import json
+
+        try:
+            names = json.loads(text)["kept"]
+        except (ValueError, KeyError, TypeError) as e:
+            raise InputError("feature list JSON must hold a \"kept\" list of names", file=str(path)) from e
+    else:
+        names = [ln.split("#", 1)[0].strip() for ln in text.splitlines()]
+    names = [str(n) for n in names if str(n).strip()]
+    if not names:
+        raise InputError("the feature list is empty", file=str(path))
+    return names
 
 
 def _validate(cfg: FitConfig) -> None:

@@ -59,7 +59,8 @@ class ModalityPipeline(BaseEstimator):
             log.warning(msg)
             self.warnings_.append(msg)
         pre = Preprocessor(corr_threshold=cfg.preprocess.corr_threshold, drop_constant=cfg.preprocess.drop_constant,
-                           log_skewed=cfg.preprocess.log_skewed, pca_components=cfg.preprocess.pca_components)
+                           log_skewed=cfg.preprocess.log_skewed, pca_components=cfg.preprocess.pca_components,
+                           keep=cfg.preprocess.keep_features)
         Z = pre.fit(X).transform(X)
         self.steps_: dict[str, Any] = {"preprocess": {"n_in": X.shape[1], "n_out": Z.shape[1],
                                                       "dropped_constant": len(pre.dropped_["constant"]),

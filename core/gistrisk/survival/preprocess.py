@@ -50,6 +50,9 @@ class Preprocessor(TransformerMixin, BaseEstimator):
         rows (each scaled to unit variance; named ``pc01``, ``pc02``, ...). For wide, highly
         correlated inputs such as 2048-d deep slide features, where a few dozen events cannot
         support selection among thousands of columns. ``None`` turns it off.
+    keep : list of str or None
+        Use only these input columns (e.g. features found reproducible under image perturbation by
+        ``gistrisk radiomics robustness``); others are ignored. ``None`` uses every column.
 
     Attributes
     ----------
@@ -68,12 +71,14 @@ class Preprocessor(TransformerMixin, BaseEstimator):
     """
 
     def __init__(self, corr_threshold: float | None = 0.95, drop_constant: bool = True, scale: bool = True,
-                 log_skewed: float | None = None, pca_components: int | None = None):
+                 log_skewed: float | None = None, pca_components: int | None = None,
+                 keep: list[str] | None = None):
         self.corr_threshold = corr_threshold
         self.drop_constant = drop_constant
         self.scale = scale
         self.log_skewed = log_skewed
         self.pca_components = pca_components
+        self.keep = keep
 
     def _numeric(self, X: pd.DataFrame, c: str) -> pd.Series:
         v = pd.to_numeric(X[c], errors="coerce") if c in X else pd.Series(np.nan, index=X.index)
@@ -95,6 +100,11 @@ class Preprocessor(TransformerMixin, BaseEstimator):
         if not isinstance(X, pd.DataFrame):
             raise TypeError("Preprocessor expects a DataFrame")
         source = X.attrs.get("source")
+        if self.keep is not None:
+            wanted = set(self.keep)
+            X = X[[c for c in X.columns if c in wanted]]
+            if X.shape[1] == 0:
+                raise InputError("none of the features in the keep list is in the table", file=source)
         self.numeric_, self.categorical_ = split_column_kinds(X, source)
         self.log_columns_ = []
         if self.log_skewed is not None:
@@ -207,11 +217,13 @@ class Preprocessor(TransformerMixin, BaseEstimator):
         d = self.to_dict()
         if self.components_ is not None:
             idx = [self.component_names_.index(f) for f in features]
+            d["params"] = {**d["params"], "keep": None}  # numeric_ already lists the columns used
             d["pca"] = {"names": list(features), "components": self.components_[idx].tolist(),
                         "scale": self.component_scale_[idx].tolist(),
                         "explained_variance_ratio": self.explained_variance_ratio_[idx].tolist()}
             return Preprocessor.from_dict(d)
         idx = [self.features_out_.index(f) for f in features]
+        d["params"] = {**d["params"], "keep": None}
         d["features_out"] = list(features)
         d["mean"] = self.mean_[idx].tolist()
         d["scale"] = self.scale_[idx].tolist()
