@@ -129,7 +129,7 @@ def run_cpu(repeats: int) -> dict:
             "max_abs_diff": diff, "threads": torch.get_num_threads()}
 
 
-def run_cuda(repeats: int, mosaic: int, workers: int, batch: int) -> dict:
+def run_cuda(repeats: int, mosaic: int, workers: int, batch: int, with_peer: bool = True) -> dict:
     import torch
     from torch.utils.data import DataLoader
 
@@ -149,7 +149,8 @@ def run_cuda(repeats: int, mosaic: int, workers: int, batch: int) -> dict:
             best_tiling = min(best_tiling, time.perf_counter() - t0)
             ours(model, header, tl, path, "cuda", workers, batch)
             best_e2e = min(best_e2e, time.perf_counter() - t0)
-            best_peer = min(best_peer, peer(sd, tiles, path, "cuda"))
+            if with_peer:
+                best_peer = min(best_peer, peer(sd, tiles, path, "cuda"))
             t0 = time.perf_counter()
             for _xb, _ in DataLoader(TileDataset(tiles), batch_size=batch, num_workers=workers):
                 pass
@@ -181,6 +182,7 @@ def main() -> int:
     ap.add_argument("--mosaic", type=int, default=8, help="GPU run: mosaic copies per side")
     ap.add_argument("--workers", type=int, default=8, help="GPU run: DataLoader decoding processes")
     ap.add_argument("--batch", type=int, default=64, help="GPU run: tiles per forward pass (the engine's default)")
+    ap.add_argument("--no-peer", action="store_true", help="GPU run: skip the plain fp32 loop (for sweeps)")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     if not CMU.is_file():
@@ -215,7 +217,7 @@ def main() -> int:
         if not torch.cuda.is_available():
             print("skipped: --device cuda but no CUDA device here")
             return 0
-        r = run_cuda(args.repeats, args.mosaic, args.workers, args.batch)
+        r = run_cuda(args.repeats, args.mosaic, args.workers, args.batch, with_peer=not args.no_peer)
         ok = "meets" if r["e2e_tps"] >= r["target_tps"] else "misses"
         print(f"{r['gpu']}: {r['tiles']} tiles; end to end {r['e2e_tps']:.0f} tiles/s ({ok} target "
               f"{r['target_tps']:.0f} = 75% of min(network {r['net_tps']:.0f}, decoding {r['decode_tps']:.0f})); "

@@ -212,3 +212,17 @@ def test_fast_path_can_be_turned_off(cmu, monkeypatch):
     monkeypatch.setenv("GISTRISK_FAST_TIFF", "1")
     with Slide(cmu) as s:
         assert isinstance(s.fast_reader, TiffTileReader)
+
+
+def test_thumbnail_matches_openslides_get_thumbnail(cmu, cmu_crop, tmp_path):
+    path = _pyramid(tmp_path / "pyr.tif", cmu_crop, compression="jpeg", compressionargs={"level": 85})
+    for p, downsamples in ((path, (2, 5, 20, 64)), (cmu, (3, 64))):
+        fast, ref = _pair(p)
+        with fast, ref:
+            for ds in downsamples:
+                reads = fast.fast_reader.reads
+                a, b = fast.thumbnail(ds), ref.thumbnail(ds)
+                assert a.shape == b.shape and a.shape[0] == round(fast.dimensions[1] / ds)
+                np.testing.assert_array_equal(a, b, err_msg=f"{p.name}, downsample {ds}")
+                # the scanner's own thumbnail serves CMU at 64x; every other one is decoded directly
+                assert fast.fast_reader.reads == reads + (0 if (p == cmu and ds == 64) else 1)

@@ -150,7 +150,8 @@ class Slide:
         w, h = self.dimensions
         size = (max(1, int(round(w / downsample))), max(1, int(round(h / downsample))))
         try:
-            img = self._scanner_thumbnail(size, downsample) or self._h.get_thumbnail(size)
+            img = (self._scanner_thumbnail(size, downsample) or self._fast_thumbnail(size)
+                   or self._h.get_thumbnail(size))
         except Exception as e:
             raise InputError(f"cannot read the slide thumbnail ({type(e).__name__}: {e}); "
                              "the slide may be truncated or corrupt", file=str(self.path)) from e
@@ -177,6 +178,27 @@ class Slide:
         from PIL import Image
 
         return thumb.resize(size, Image.Resampling.BOX).convert("RGB")
+
+    def _fast_thumbnail(self, size: tuple[int, int]):
+        """OpenSlide's ``get_thumbnail`` (same level, same LANCZOS reduction), with the level decoded
+        by the direct TIFF reader; None when that reader is off or declines."""
+        fast = self._fast_reader()
+        if fast is None or self.backend != "openslide":
+            return None
+        downsample = max(d / s for d, s in zip(self.dimensions, size))
+        level = int(self._h.get_best_level_for_downsample(downsample))
+        w, h = self.level_dimensions[level]
+        try:
+            arr = fast.read_region(0, 0, level, w, h)
+        except Exception:  # noqa: BLE001 - OpenSlide's own path gives the pixels or the error
+            return None
+        if arr is None:
+            return None
+        from PIL import Image
+
+        thumb = Image.fromarray(arr)
+        thumb.thumbnail(size, Image.Resampling.LANCZOS)
+        return thumb
 
     def close(self) -> None:
         if self._fast is not None:
