@@ -184,3 +184,23 @@ def test_config_reads_feature_lists_relative_to_the_config(tmp_path):
     cfg_file.write_text("modality:\n  preprocess:\n    keep_features: missing.txt\n")
     with pytest.raises(InputError, match="cannot read the feature list"):
         load_config(cfg_file)
+
+
+def test_pipeline_on_principal_components_labels_them_and_round_trips():
+    from gistrisk.survival.config import ModalityConfig, PreprocessConfig
+    from gistrisk.survival.pipeline import ModalityPipeline
+
+    df, factor = _wide(n=150, p=80, seed=3)
+    rng = np.random.default_rng(3)
+    t = rng.exponential(np.exp(-0.8 * factor / factor.std()))
+    e = (rng.random(150) < 0.7).astype(int)
+    cfg = ModalityConfig(preprocess=PreprocessConfig(corr_threshold=None, pca_components=6))
+    cfg.rsf.enabled = False
+    pipe = ModalityPipeline("pathology", cfg, seed=0).fit(df, t, e)
+    assert all(f.startswith("pc") for f in pipe.selected_) and "pc01" in pipe.selected_
+    hr = pipe.hazard_ratios()
+    assert hr["label"].str.match(r"PC \d+ of 80 features \(\d+\.\d % of variance\)").all()
+    assert hr.loc[hr.feature == "pc01", "label"].item().startswith("PC 1 of 80")
+    again = ModalityPipeline.from_dict(pipe.to_dict())
+    np.testing.assert_allclose(again.score(df), pipe.score(df))
+    assert abs(np.corrcoef(pipe.score(df), factor)[0, 1]) > 0.8  # the score follows the hazard factor

@@ -202,7 +202,7 @@ def write_cohort_report(out_html: str | Path, *, model, metrics: dict[str, Any],
     # 2 hazard ratios
     hrs = {m: p.hazard_ratios() for m, p in model.pipelines_.items()}
     figs.add("forest", plots.forest_plot(hrs))
-    hr_rows = [{"modality": label(m), "feature": r.feature, "hr": fmt(r.hr, 2),
+    hr_rows = [{"modality": label(m), "feature": r.label, "hr": fmt(r.hr, 2),
                 "ci": f"{fmt(r.hr_low, 2)}–{fmt(r.hr_high, 2)}", "p": fmt_p(r.p)}
                for m in ordered(hrs) for r in hrs[m].itertuples()]
 

@@ -28,7 +28,7 @@ def forest_plot(hrs: dict[str, pd.DataFrame]):
     for m in ordered(hrs):
         rows.append((label(m), None, m))
         for _, r in hrs[m].iterrows():
-            name = str(r["feature"])
+            name = str(r.get("label", r["feature"]))
             rows.append(("  " + (name if len(name) <= 48 else name[:45] + "..."), r, m))
     fig, ax = plt.subplots(figsize=(8.5, 0.32 * len(rows) + 1.0))
     y = np.arange(len(rows))[::-1]

@@ -148,10 +148,20 @@ class ModalityPipeline(BaseEstimator):
         p.warnings_ = d.get("warnings", [])
         return p
 
+    def feature_labels(self) -> list[str]:
+        """Readable names of the selected features: principal components say what they summarise."""
+        pre = self.preprocessor_
+        if pre.components_ is None:
+            return list(self.selected_)
+        n_in = len(pre.features_out_)
+        return [f"PC {int(name[2:])} of {n_in} features ({100 * v:.1f} % of variance)"
+                for name, v in zip(pre.component_names_, pre.explained_variance_ratio_)]
+
     def hazard_ratios(self) -> pd.DataFrame:
-        """Per selected feature (per 1 SD): HR with 95% CI and Wald p."""
+        """Per selected feature (per 1 SD): HR with 95% CI and Wald p; ``label`` is a readable name."""
         r = self.cox_
-        return pd.DataFrame({"feature": self.selected_, "coef": r.coef, "hr": np.exp(r.coef),
+        return pd.DataFrame({"feature": self.selected_, "label": self.feature_labels(), "coef": r.coef,
+                             "hr": np.exp(r.coef),
                              "hr_low": np.exp(r.coef - 1.96 * r.se), "hr_high": np.exp(r.coef + 1.96 * r.se),
                              "p": r.p_values})
 
