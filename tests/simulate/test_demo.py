@@ -71,3 +71,41 @@ def test_c_index_lines_are_found_in_metrics(metrics, expected):
     from gistrisk.simulate.cli import _c_indices
 
     assert _c_indices(metrics) == expected
+
+
+def test_a_batch_step_with_some_failed_slides_still_feeds_the_next_steps(cohort, tmp_path):
+    """Slides whose annotations match no tile fail one by one (recorded); the tiles of the others
+    must still reach classifier training, as `make demo` saw with seed 2."""
+    import json
+
+    import pandas as pd
+
+    from gistrisk.simulate.demo import Step, _run
+
+    dev = cohort["development_dir"]
+    man = pd.read_csv(dev / "slide_manifest.csv")
+    good = man[man["annotations"].notna()].iloc[0]
+    tiny = {"type": "FeatureCollection", "features": [{"type": "Feature", "geometry": {
+        "type": "Polygon", "coordinates": [[[10, 10], [30, 10], [30, 30], [10, 30], [10, 10]]]},
+        "properties": {"objectType": "annotation", "classification": {"name": "Tumor"}}}]}
+    (tmp_path / "tiny.geojson").write_text(json.dumps(tiny))
+    other = man[man["annotations"].isna()].iloc[0]
+    rows = pd.DataFrame({"patient_id": [good.patient_id, other.patient_id],
+                         "slide": [dev / good.slide, dev / other.slide],
+                         "annotations": [dev / good.annotations, tmp_path / "tiny.geojson"]})
+    rows.to_csv(tmp_path / "slides.csv", index=False)
+    lay = Layout(tmp_path / "demo")
+    tiles = lay.work / "tiles"
+    step = Step("pathology_tiles", ["pathology", "tiles", "--manifest", str(tmp_path / "slides.csv"), "--out",
+                                    str(tiles), "--jobs", "1"], tiles, optional=True, batch=True)
+    _run(step, lay, echo=lambda _m: None)
+    assert step.status == "ok" and "some inputs failed" in step.message
+    assert len(list(tiles.glob("*.tiles.parquet"))) == 1
+    failures = pd.read_csv(tiles / "tiles.failures.csv")
+    assert failures["patient_id"].tolist() == [other.patient_id]
+    # the same command with only the failing slide produces nothing: the step fails
+    rows.iloc[[1]].to_csv(tmp_path / "bad.csv", index=False)
+    bad = Step("pathology_tiles", ["pathology", "tiles", "--manifest", str(tmp_path / "bad.csv"), "--out",
+                                   str(tmp_path / "t2"), "--jobs", "1"], tmp_path / "t2", optional=True, batch=True)
+    _run(bad, lay, echo=lambda _m: None)
+    assert bad.status == "failed"

@@ -22,13 +22,15 @@ from gistrisk.simulate.demo_settings import DemoSettings
 
 @dataclass
 class Step:
-    """One command of the demo. ``modality`` is the feature table it produces, if any."""
+    """One command of the demo. ``modality`` is the feature table it produces, if any. ``batch``:
+    a cohort command whose exit status 1 means some inputs failed (recorded) and the rest are done."""
 
     name: str
     argv: list[str]
     produces: Path | None = None
     modality: str | None = None
     optional: bool = False
+    batch: bool = False
     status: str = "pending"
     seconds: float = 0.0
     message: str = ""
@@ -79,11 +81,11 @@ def plan(lay: Layout, s: DemoSettings) -> list[Step]:
         table = lay.features / f"{name}_radiomics.parquet"
         steps.append(Step(f"radiomics_{name}", ["radiomics", "extract", "--manifest",
                           str(cdir / "radiomics_manifest.csv"), "--out", str(table), "--jobs", str(s.jobs)],
-                          table, "radiomics"))
+                          table, "radiomics", batch=True))
     tiles, clf = lay.work / "tiles", lay.work / "classifier"
     steps.append(Step("pathology_tiles", ["pathology", "tiles", "--manifest", str(lay.work / "annotated_slides.csv"),
                                           "--out", str(tiles), "--tile-size", str(s.tile_size),
-                                          "--jobs", str(s.jobs)], optional=True))
+                                          "--jobs", str(s.jobs)], tiles, optional=True, batch=True))
     train = ["pathology", "train", "--tiles", str(tiles), "--out", str(clf), "--epochs", str(s.epochs),
              "--batch-size", str(s.batch_size), "--lr", f"{s.lr:g}", "--seed", str(s.seed), "--device", "cpu"]
     if s.weights:
@@ -94,7 +96,7 @@ def plan(lay: Layout, s: DemoSettings) -> list[Step]:
         steps.append(Step(f"pathology_features_{name}", [
             "pathology", "features", "--classifier", str(clf), "--manifest", str(cdir / "slide_manifest.csv"),
             "--out", str(table), "--tumour-threshold", str(s.tumour_threshold), "--device", "cpu",
-            "--jobs", str(s.jobs)], table, "pathology", optional=True))
+            "--jobs", str(s.jobs)], table, "pathology", optional=True, batch=True))
     fit = ["fit", "--outcomes", str(dev / "outcomes.csv"), "--out", str(lay.model),
            "--config", str(lay.work / "fit_demo.yaml"), "--jobs", str(s.jobs), "--seed", str(s.seed)]
     steps.append(Step("fit", fit))
@@ -139,8 +141,11 @@ def _run(step: Step, lay: Layout, echo: Callable[[str], None]) -> None:
     with log.open("w", encoding="utf-8") as fh:
         rc = subprocess.run([sys.executable, "-m", "gistrisk", *step.argv], stdout=fh, stderr=subprocess.STDOUT).returncode
     step.seconds = time.perf_counter() - t0
-    if rc == 0 and (step.produces is None or step.produces.exists()):
+    produced = step.produces is None or (step.produces.is_file() or any(step.produces.glob("*.parquet")))
+    if produced and (rc == 0 or (rc == 1 and step.batch)):
         step.status = "ok"
+        if rc == 1:  # the batch kept going past failed inputs; they are listed beside its output
+            step.message = f"some inputs failed and were left out; see {log} and the failures file"
     else:
         step.status = "failed"
         tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-3:]
