@@ -183,7 +183,7 @@ class Slide:
         """OpenSlide's ``get_thumbnail`` (same level, same LANCZOS reduction), with the level decoded
         by the direct TIFF reader; None when that reader is off or declines."""
         fast = self._fast_reader()
-        if fast is None or self.backend != "openslide":
+        if fast is None:  # off, or not an OpenSlide-opened TIFF (see _fast_reader)
             return None
         downsample = max(d / s for d, s in zip(self.dimensions, size))
         level = int(self._h.get_best_level_for_downsample(downsample))

@@ -27,7 +27,7 @@ from gistrisk.errors import InputError
 from gistrisk.simulate.config import Acquisition, SimulationConfig
 from gistrisk.simulate.ct_write import SEGMENT_NAME
 from gistrisk.simulate.images import ImageJob, run_job
-from gistrisk.simulate.outcomes import calibrate_scale, draw_outcomes, harrell_c, linear_predictor
+from gistrisk.simulate.outcomes import draw_outcomes, harrell_c, linear_predictor, reference_scale
 from gistrisk.simulate.patients import clinical_table, draw_patients
 
 MARKER = ".gistrisk-simulate.json"
@@ -64,10 +64,7 @@ def _check_out_dir(out: Path, params: dict[str, Any], overwrite: bool) -> None:
 
 def _baseline_scale(seed: int, cfg: SimulationConfig) -> float:
     """Weibull scale calibrated once on a large reference population (same for both cohorts)."""
-    rng = np.random.default_rng([seed, _POPULATION_STREAM])
-    ref = draw_patients(rng, 1000, "REF", cfg, all_modalities=True)
-    lp = linear_predictor(ref, cfg.hazard)["lp"].to_numpy()
-    return calibrate_scale(lp, cfg.hazard.weibull_shape, cfg.censoring)
+    return reference_scale(np.random.default_rng([seed, _POPULATION_STREAM]), cfg)
 
 
 def _annotated(rng: np.random.Generator, has_wsi: np.ndarray, cfg: SimulationConfig) -> np.ndarray:

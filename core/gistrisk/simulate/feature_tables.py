@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from gistrisk.simulate.config import SimulationConfig
-from gistrisk.simulate.outcomes import calibrate_scale, draw_outcomes, linear_predictor
+from gistrisk.simulate.outcomes import draw_outcomes, linear_predictor, reference_scale
 from gistrisk.simulate.patients import clinical_table, draw_patients
 
 
@@ -110,9 +110,7 @@ def simulate_tables(n_patients: int, n_external: int, seed: int, config: Simulat
             "deep_dir": direction / np.linalg.norm(direction) * np.sqrt(em.n_deep) * 0.5,
             "deep_nuisance": load_rng.standard_normal((em.n_nuisance, em.n_deep)),
             "deep_shift": em.external_shift * load_rng.standard_normal(em.n_deep)}
-    ref = draw_patients(np.random.default_rng([seed, 98]), 1000, "REF", cfg, all_modalities=True)
-    scale = calibrate_scale(linear_predictor(ref, cfg.hazard)["lp"].to_numpy(), cfg.hazard.weibull_shape,
-                            cfg.censoring)
+    scale = reference_scale(np.random.default_rng([seed, 98]), cfg)
     out: dict[str, dict[str, pd.DataFrame]] = {}
     for index, (name, n, prefix) in enumerate((("development", n_patients, "DEV"), ("external", n_external, "EXT"))):
         external = name == "external"
