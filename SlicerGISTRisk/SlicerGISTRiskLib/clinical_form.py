@@ -13,18 +13,13 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
+from gistrisk.clinical.dictionary import UNKNOWN, Variable, default_dictionary
 from gistrisk.errors import InputError
 
-# A field's role for the modified NIH category, recognised from its name.
-_ROLE_PATTERNS = (
-    ("size", re.compile(r"size|diameter", re.I)),
-    ("mitoses", re.compile(r"mitos|mitot", re.I)),
-    ("site", re.compile(r"site|location|origin", re.I)),
-    ("rupture", re.compile(r"ruptur", re.I)),
-)
+# A field's role for the modified NIH category: the clinical dictionary's variable its name means.
+_ROLES = {"tumour_size_cm": "size", "mitoses_per_5mm2": "mitoses", "site": "site", "rupture": "rupture"}
 _NON_NEGATIVE_ROLES = {"size", "mitoses"}
-_TRUE = {"1", "true", "yes", "y", "ja", "oui"}
-_FALSE = {"0", "false", "no", "n", "nein", "non"}
+_LEADING_NUMBER = re.compile(r"^\s*[-+]?(\d|\.\d)")
 
 
 @dataclass(frozen=True)
@@ -40,12 +35,15 @@ class ClinicalField:
     model_input: bool = True  # False: asked only for the modified NIH category
 
     @property
+    def variable(self) -> Variable | None:
+        """The clinical dictionary's variable this field holds (recognised from its name), if any."""
+        return default_dictionary().variable_for_column(self.name)
+
+    @property
     def role(self) -> str | None:
-        """"size", "mitoses", "site", "rupture" or None (recognised from the name)."""
-        for role, pattern in _ROLE_PATTERNS:
-            if pattern.search(self.name):
-                return role
-        return None
+        """"size", "mitoses", "site", "rupture" or None (from the dictionary variable of its name)."""
+        var = self.variable
+        return _ROLES.get(var.name) if var is not None else None
 
     @property
     def label(self) -> str:
@@ -82,8 +80,8 @@ def fields_from_schema(schema: Iterable[Mapping[str, Any]]) -> list[ClinicalFiel
 NIH_FIELDS = (
     ClinicalField("tumour_size_cm", "numeric", unit="cm", model_input=False),
     ClinicalField("mitoses_per_50hpf", "numeric", unit="per 50 HPF (5 mm2)", model_input=False),
-    ClinicalField("site", "categorical", levels=("stomach", "duodenum", "small intestine", "colorectum", "rectum",
-                                                 "oesophagus", "other"), model_input=False),
+    ClinicalField("site", "categorical", levels=tuple(default_dictionary().variables["site"].levels),
+                  model_input=False),
     ClinicalField("rupture", "categorical", levels=("no", "yes"), model_input=False),
 )
 
@@ -117,13 +115,17 @@ def parse_value(field: ClinicalField, raw: Any, patient: str | None = None,
             value = float(raw)
         else:
             text = str(raw).strip().replace(",", ".")
-            if field.role == "rupture" and text.lower() in _TRUE | _FALSE:
-                return 1.0 if text.lower() in _TRUE else 0.0
+            var = field.variable
+            if var is not None and var.kind == "boolean":
+                return default_dictionary().boolean(var, text, patient=patient, column=field.name)
             try:
                 value = float(text)
             except ValueError:
-                raise InputError(f"{raw!r} is not a number (expected{unit or ' a number'})",
-                                 patient=patient, column=field.name) from None
+                if var is None or var.kind != "numeric" or not _LEADING_NUMBER.match(text):
+                    raise InputError(f"{raw!r} is not a number (expected{unit or ' a number'})",
+                                     patient=patient, column=field.name) from None
+                # a number written with a unit the dictionary knows ("35 mm" for a size in cm)
+                value = default_dictionary().number(var, text, patient=patient, column=field.name)
         if not math.isfinite(value):
             raise InputError(f"{raw!r} is not a finite number", patient=patient, column=field.name)
         if value < 0 and field.non_negative:
@@ -140,7 +142,20 @@ def parse_value(field: ClinicalField, raw: Any, patient: str | None = None,
     for level in field.levels:
         if level.lower() == text.lower():
             return level
-    raise InputError(f"{text!r} is not one of {', '.join(field.levels)}", patient=patient, column=field.name)
+    var = field.variable
+    term = None
+    if var is not None and var.kind == "boolean":
+        b = default_dictionary().boolean(var, text, patient=patient, column=field.name)
+        term = None if math.isnan(b) else ("yes" if b == 1.0 else "no")
+    elif var is not None and var.kind == "category":
+        try:
+            term = default_dictionary().category(var, text, patient=patient, column=field.name)
+        except InputError:
+            term = None
+    if term is not None and term in field.levels:
+        return term
+    read = f" (read as {term!r})" if term is not None and term != UNKNOWN else ""
+    raise InputError(f"{text!r}{read} is not one of {', '.join(field.levels)}", patient=patient, column=field.name)
 
 
 def _fmt(v: float | None) -> str:
@@ -208,7 +223,7 @@ def nih_arguments(fields: list[ClinicalField], parsed: Mapping[str, Any]) -> tup
         if role == "size" and f is not None and ((f.unit or "").lower() == "mm" or f.name.endswith("_mm")):
             value = float(value) / 10.0
         if role == "rupture":
-            value = str(value).strip().lower() in _TRUE or value == 1.0
+            value = default_dictionary().boolean("rupture", value) == 1.0
         elif role in ("size", "mitoses"):
             value = float(value)
         args[arg] = value

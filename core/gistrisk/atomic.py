@@ -39,9 +39,12 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def write_json(path: str | os.PathLike, obj: Any, *, indent: int | None = 2,
-               default: Callable[[Any], Any] | None = None) -> None:
-    """Write ``obj`` as JSON (numpy scalars/arrays and paths converted unless ``default`` is given)."""
-    write_text(path, json.dumps(obj, indent=indent, sort_keys=False, default=default or json_default) + "\n")
+               default: Callable[[Any], Any] | None = None, allow_nan: bool = True) -> None:
+    """Write ``obj`` as JSON (numpy scalars/arrays and paths converted unless ``default`` is given).
+
+    ``allow_nan=False`` raises ValueError on NaN/infinity instead of writing non-standard JSON."""
+    text = json.dumps(obj, indent=indent, sort_keys=False, default=default or json_default, allow_nan=allow_nan)
+    write_text(path, text + "\n")
 
 
 def write_table(path: str | os.PathLike, df: "pd.DataFrame", index: bool = False) -> None:

@@ -7,11 +7,31 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.console import Console
 from typing_extensions import Annotated
+
+from gistrisk.atomic import write_json, write_table
+from gistrisk.clinical.dictionary import load_dictionary
+from gistrisk.errors import InputError
+from gistrisk.paths import check_output
+from gistrisk.provenance import provenance
+from gistrisk.report.cohort import write_cohort_report
+from gistrisk.report.patient_batch import write_patient_reports
+from gistrisk.survival.config import MIN_BOOTSTRAP, load_config
+from gistrisk.survival.model import MultimodalRiskModel
+from gistrisk.survival.train import fit_multimodal
+from gistrisk.survival.validate import validate as run_validate
+from gistrisk.tables import load_features, load_outcomes, parse_modality_args, read_table
 
 ModalityOpt = Annotated[list[str], typer.Option("--modality", "-m", metavar="NAME=TABLE",
                                                 help="A modality's feature table (CSV/Parquet keyed by patient_id); "
                                                      "repeat for each modality, e.g. -m clinical=clinical.csv")]
+TimeUnitOpt = Annotated[Optional[str], typer.Option(
+    help="Unit of the outcomes' time column: months, days, weeks or years (converted to months). Without it "
+         "times are taken as months and follow-up that looks like days (median > 120) is refused")]
+DictionaryOpt = Annotated[Optional[list[Path]], typer.Option(
+    "--clinical-dictionary", help="Your own clinical dictionary YAML (synonyms, units, variables) added to the "
+                                  "packaged one (gistrisk/clinical/dictionary.yaml); repeatable")]
 
 
 def _setup_logging() -> None:
@@ -20,10 +40,8 @@ def _setup_logging() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def _load_tables(modality: list[str]):
-    from gistrisk.tables import load_features, parse_modality_args
-
-    return {name: load_features(path, name) for name, path in parse_modality_args(modality).items()}
+def _load_tables(paths: dict[str, Path], dictionary) -> dict:
+    return {name: load_features(path, name, dictionary) for name, path in paths.items()}
 
 
 def fit(
@@ -33,6 +51,8 @@ def fit(
     config: Annotated[Optional[Path], typer.Option(help="YAML fit settings (see gistrisk/configs/fit_default.yaml)")] = None,
     jobs: Annotated[Optional[int], typer.Option(help="Worker processes (overrides the config's n_jobs)")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed (overrides the config's seed)")] = None,
+    time_unit: TimeUnitOpt = None,
+    clinical_dictionary: DictionaryOpt = None,
 ) -> None:
     """Fit per-modality selection + Cox models and the late-fusion Cox on out-of-fold scores.
 
@@ -40,22 +60,20 @@ def fit(
     -m pathology=slide_features.parquet --out model/
     """
     _setup_logging()
-    from rich.console import Console
-
-    from gistrisk.atomic import write_table
-    from gistrisk.survival.config import load_config
-    from gistrisk.tables import load_outcomes
-    from gistrisk.survival.train import fit_multimodal
-
+    paths = parse_modality_args(modality)
+    check_output(out, kind="dir", inputs=[outcomes, config, *paths.values(), *(clinical_dictionary or [])])
     over = {k: v for k, v in (("n_jobs", jobs), ("seed", seed)) if v is not None}
     cfg = load_config(config, over)
-    y = load_outcomes(outcomes)
-    tables = _load_tables(modality)
+    dictionary = load_dictionary(clinical_dictionary or ())
+    y = load_outcomes(outcomes, time_unit)
+    tables = _load_tables(paths, dictionary)
     console = Console(stderr=True)
     with console.status(f"fitting {len(tables)} modalities x {cfg.fusion.oof_folds + 1} pipelines ..."):
         model = fit_multimodal(tables, y, cfg, progress=lambda msg: console.log(msg))
     model.info_["inputs"] = {"outcomes": str(outcomes), **{m: df.attrs.get("source") for m, df in tables.items()},
-                             "config": str(config) if config else None}
+                             "config": str(config) if config else None, "time_unit": y.attrs["time_unit"]}
+    model.info_["clinical_dictionary"] = {**dictionary.record(), "report": tables["clinical"].attrs.get(
+        "dictionary_report") if "clinical" in tables else None}
     model.save(out)
     write_table(out / "oof_scores.csv", model.oof_scores_.rename_axis("patient_id").reset_index())
     _print_metrics(model.cv_metrics_, "cross-validated on the development cohort")
@@ -71,6 +89,8 @@ def validate(
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for confidence intervals")] = 1000,
     seed: Annotated[int, typer.Option(help="Bootstrap seed")] = 0,
     report: Annotated[bool, typer.Option(help="Also write the HTML cohort report (report.html)")] = True,
+    time_unit: TimeUnitOpt = None,
+    clinical_dictionary: DictionaryOpt = None,
 ) -> None:
     """Score a cohort with a frozen model and write every model's C-index (95% CI), log-rank p, td-AUC.
 
@@ -78,27 +98,26 @@ def validate(
     -m radiomics=ext/radiomics.parquet -m pathology=ext/slide_features.parquet --out report/
     """
     _setup_logging()
-    from gistrisk.atomic import write_json, write_table
-    from gistrisk.provenance import provenance
-    from gistrisk.survival.model import MultimodalRiskModel
-    from gistrisk.survival.validate import validate as run_validate
-    from gistrisk.tables import load_outcomes
-
+    paths = parse_modality_args(modality)
+    check_output(out, kind="dir", inputs=[model, outcomes, *paths.values(), *(clinical_dictionary or [])])
+    if bootstrap < MIN_BOOTSTRAP:
+        raise InputError(f"--bootstrap must be at least {MIN_BOOTSTRAP} (resamples for the 95% intervals), "
+                         f"got {bootstrap}")
     m = MultimodalRiskModel.load(model)
-    y = load_outcomes(outcomes)
-    tables = {k: v.reset_index() for k, v in _load_tables(modality).items()}
+    dictionary = _bundle_dictionary(m, clinical_dictionary)
+    y = load_outcomes(outcomes, time_unit)
+    tables = {k: v.reset_index() for k, v in _load_tables(paths, dictionary).items()}
     metrics, pred = run_validate(m, tables, y, bootstrap=bootstrap, seed=seed)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "metrics.json", {"metrics": metrics, "development_cv": m.cv_metrics_,
-                                      "provenance": provenance({"bootstrap": bootstrap, "seed": seed},
+                                      "provenance": provenance({"bootstrap": bootstrap, "seed": seed,
+                                                                "time_unit": y.attrs["time_unit"],
+                                                                "clinical_dictionary": dictionary.record()},
                                                                model=str(model), outcomes=str(outcomes))})
     write_table(out / "predictions.csv", pred)
     _print_metrics(metrics, "on this cohort, frozen model")
     typer.echo(f"metrics written to {out / 'metrics.json'}")
     if report:
-        from gistrisk.report.cohort import write_cohort_report
-        from gistrisk.tables import read_table
-
         oof = Path(model) / "oof_scores.csv"
         if oof.is_file():  # the nomogram's axes then follow the development scores
             m.oof_scores_ = read_table(oof).set_index("patient_id")
@@ -112,6 +131,7 @@ def predict(
     modality: ModalityOpt,
     out: Annotated[Path, typer.Option(help="Predictions CSV to write")],
     report_dir: Annotated[Optional[Path], typer.Option(help="Also write one HTML report per patient here")] = None,
+    clinical_dictionary: DictionaryOpt = None,
 ) -> None:
     """Predict per patient: unimodal scores, fused risk, risk group and RFS at 12/36/60 months.
 
@@ -120,35 +140,51 @@ def predict(
     Example: gistrisk predict --model model/ -m clinical=new/clinical.csv -m radiomics=new/radiomics.csv --out pred.csv
     """
     _setup_logging()
-    from gistrisk.atomic import write_table
-    from gistrisk.survival.model import MultimodalRiskModel
-
+    paths = parse_modality_args(modality)
+    inputs = [model, *paths.values(), *(clinical_dictionary or [])]
+    check_output(out, kind="file", inputs=inputs)
+    if report_dir is not None:
+        check_output(report_dir, kind="dir", inputs=inputs, option="--report-dir")
     m = MultimodalRiskModel.load(model)
-    tables = {k: v.reset_index() for k, v in _load_tables(modality).items()}
+    dictionary = _bundle_dictionary(m, clinical_dictionary)
+    tables = {k: v.reset_index() for k, v in _load_tables(paths, dictionary).items()}
     pred = m.predict(tables)
+    imputed = m.imputed_inputs(tables)
+    pred["imputed"] = pred["patient_id"].map(imputed).fillna("")
     for mod in m.modalities_:
         if mod not in tables:
             logging.warning("modality %r not given: predictions use the other modalities and are flagged partial", mod)
-    part = pred.loc[pred["partial"], "patient_id"].tolist()
+    part = pred.loc[pred["partial"] & pred["risk"].notna(), "patient_id"].tolist()
     if part:
         logging.warning("%d patient(s) lack a modality and were predicted from those present (flagged partial): %s",
                         len(part), ", ".join(part[:10]))
+    gaps = pred.loc[pred["imputed"] != "", "patient_id"].tolist()
+    if gaps:
+        logging.warning("%d patient(s) have empty model inputs, imputed with the training median/mode (column "
+                        "'imputed' says which): %s", len(gaps), ", ".join(gaps[:10]))
     none = pred.loc[pred["risk"].isna(), "patient_id"].tolist()
-    if none:
-        logging.warning("%d patient(s) could not be predicted (no modality the model can fuse): %s", len(none),
-                        ", ".join(none[:10]))
     write_table(out, pred)
     if report_dir:
-        from gistrisk.report.patient_batch import write_patient_reports
-
         write_patient_reports(report_dir, model=m, tables=tables)
         typer.echo(f"per-patient reports written to {report_dir}")
     typer.echo(f"{len(pred)} predictions ({int(pred['partial'].sum())} partial) written to {out}")
+    if none:
+        # a batch with patients it could not predict is not a success (as radiomics/pathology batches)
+        typer.secho(f"error: {len(none)} patient(s) could not be predicted (no modality the model can fuse; their "
+                    f"risk is empty in {out}): {', '.join(none[:10])}", err=True, fg="red")
+        raise typer.Exit(1)
+
+
+def _bundle_dictionary(model, extra):
+    """The clinical dictionary the model was fitted with (its recorded extensions), plus ``extra``."""
+    return load_dictionary(extra or (), record=model.info_.get("clinical_dictionary"))
 
 
 def _print_metrics(metrics: dict, title: str) -> None:
     typer.echo(f"C-index {title}:")
     for name, v in metrics.items():
+        if isinstance(v, dict) and "not_evaluated" in v:
+            typer.echo(f"  {name:<26} not evaluated: {v['not_evaluated']}")
         if isinstance(v, dict) and "c_index" in v:
             lo, hi = v["c_index_ci"]
             lr = f", log-rank p={v['logrank_p']:.3g}" if "logrank_p" in v else ""

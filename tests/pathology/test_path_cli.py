@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from gistrisk.errors import InputError
 from gistrisk.pathology.cli import app
 from gistrisk.pathology.features import FEATURE_COLUMNS, FLAG_NO_TUMOUR
+from gistrisk.pathology.model import load_classifier
 
 runner = CliRunner()
 
@@ -143,6 +144,12 @@ def test_train_from_cli_tiles(cmu, he_png, tmp_path):
               "--device", "cpu", "--workers", "0"])
     assert r.exit_code == 0, r.output
     assert "best epoch 1" in r.output
+    # every class has fewer than MIN_CLASS_TILES tiles: warned on the console and recorded
+    for c in ("background", "stroma", "tumour"):
+        assert f"warning: class '{c}' has" in r.output
+    prov = json.loads((tmp_path / "clf" / "provenance.json").read_text())
+    assert len(prov["warnings"]) == 3 and prov["warnings"][1].startswith("class 'stroma' has 2 labelled tiles")
+    assert load_classifier(tmp_path / "clf")[1]["warnings"] == prov["warnings"]
     for f in ("classifier.safetensors", "history.csv", "confusion_matrix.csv", "confusion_matrix.json",
               "class_balance.json", "split.parquet", "provenance.json"):
         assert (tmp_path / "clf" / f).is_file(), f

@@ -64,14 +64,14 @@ def test_missing_file(tmp_path):
         Slide(tmp_path / "absent.svs")
 
 
-def test_slide_without_mpp_requires_override(cmu_crop, tmp_path, write_tiff):
+def test_slide_without_mpp_requires_given_mpp(cmu_crop, tmp_path, write_tiff):
     path = write_tiff(tmp_path / "nompp.tif", cmu_crop, mpp=None)
     for backend in ("openslide", "tiffslide"):
         with pytest.raises(InputError, match="--mpp") as e:
             Slide(path, backend=backend)
         assert str(path) in str(e.value)
     with Slide(path, mpp=0.5) as s:
-        assert s.mpp == 0.5 and s.mpp_source == "override"
+        assert s.mpp == 0.5 and s.mpp_source == "given" and s.mpp_recorded is None
         np.testing.assert_array_equal(s.read_tile(0, 0, 0, 224), cmu_crop[:224, :224])
 
 

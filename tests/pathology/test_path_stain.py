@@ -164,8 +164,9 @@ def test_stain_config_validation_and_resolution(tmp_path):
 
 @pytest.mark.slow
 def test_train_records_the_setting_and_features_reuse_it(he_png, tmp_path):
-    """One epoch on 4 real tumour tiles: the header and provenance carry the stain setting, and
-    features computed with the header's setting are those of the trained model on normalised tiles."""
+    """One epoch on 6 real H&E tiles (4 labelled tumour, 2 stroma: training needs two classes): the
+    header and provenance carry the stain setting, and features computed with the header's setting
+    are those of the trained model on normalised tiles."""
     from qupath_bridge.geojson import Annotation, write_annotations
     from shapely.geometry import box
 
@@ -176,7 +177,8 @@ def test_train_records_the_setting_and_features_reuse_it(he_png, tmp_path):
     from gistrisk.pathology.tiling import TileConfig
     from gistrisk.pathology.train import TrainConfig, train_classifier
 
-    write_annotations(tmp_path / "he.geojson", [Annotation(geometry=box(0, 0, 448, 448), class_name="Tumor")])
+    write_annotations(tmp_path / "he.geojson", [Annotation(geometry=box(0, 0, 448, 448), class_name="Tumor"),
+                                                Annotation(geometry=box(448, 0, 896, 224), class_name="Stroma")])
     tiles = tile_one(he_png, TileConfig(tile_size=112, target_mpp=1.0), annotations=tmp_path / "he.geojson",
                      mpp=0.5)
     sources = {str(he_png): SlideSource(str(he_png), "auto", 0.5)}

@@ -10,7 +10,9 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
+from typer.testing import CliRunner
 
+from gistrisk.cli import app
 from gistrisk.errors import InputError
 from gistrisk.radiomics import extract_case, extract_files
 from gistrisk.radiomics.images import read_image
@@ -163,3 +165,16 @@ def test_missing_files(tmp_path: Path, ct_dir: Path) -> None:
         extract_files(tmp_path / "nope.nrrd", ct_dir / "lung2_label.nrrd", patient_id="X")
     with pytest.raises(InputError, match="mask not found"):
         extract_files(ct_dir / "lung2_image.nrrd", tmp_path / "nope.nrrd", patient_id="X")
+
+
+def test_extract_never_writes_over_an_input_or_a_folder(shared_data, tmp_path):
+    image = tmp_path / "image.nrrd"
+    image.write_bytes((shared_data / "ct" / "lung2_image.nrrd").read_bytes())
+    before = image.read_bytes()
+    r = CliRunner().invoke(app, ["radiomics", "extract", "--image", str(image), "--mask",
+                                 str(shared_data / "ct" / "lung2_label.nrrd"), "--out", str(image)])
+    assert isinstance(r.exception, InputError) and "is also an input" in str(r.exception)
+    assert image.read_bytes() == before
+    r = CliRunner().invoke(app, ["radiomics", "extract", "--image", str(image), "--mask",
+                                 str(shared_data / "ct" / "lung2_label.nrrd"), "--out", str(tmp_path)])
+    assert isinstance(r.exception, InputError) and "is an existing folder" in str(r.exception)

@@ -88,3 +88,18 @@ def test_nih_arguments_from_the_form(fields):
 def test_malformed_schema_is_refused():
     with pytest.raises(InputError, match="clinical schema entry 0 is malformed"):
         cf.fields_from_schema([{"name": "x", "kind": "date"}])
+
+
+def test_the_form_reads_values_through_the_clinical_dictionary(fields):
+    form = cf.form_fields(fields)
+    parsed = cf.parse_values(form, {"tumour_size_cm": "35 mm", "mitoses_per_5mm2": "7 /50 HPF", "site": "胃窦",
+                                    "rupture": "N"}, "P1")
+    assert parsed == {"tumour_size_cm": 3.5, "mitoses_per_5mm2": 7.0, "site": "stomach", "rupture": "no"}
+    args, missing = cf.nih_arguments(form, parsed)
+    assert missing == [] and args["site"] == "stomach" and args["rupture"] is False
+    parsed = cf.parse_values(form, {"site": "C16.3", "rupture": "ruptured"}, "P1")
+    assert parsed["site"] == "stomach" and cf.nih_arguments(form, parsed)[0]["rupture"] is True
+    with pytest.raises(InputError, match=r"'Oesophageal' \(read as 'oesophagus'\) is not one of colorectum"):
+        cf.parse_values(form, {"site": "Oesophageal"}, "P1")
+    with pytest.raises(InputError, match="unit '/10HPF'"):
+        cf.parse_values(form, {"mitoses_per_5mm2": "3 /10HPF"}, "P1")

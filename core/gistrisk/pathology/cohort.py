@@ -18,17 +18,20 @@ _EDGE_BYTES = 4 << 20
 
 @dataclass
 class SlideEntry:
-    """One slide of a cohort. Paths are absolute; mpp None = from the slide's metadata."""
+    """One slide of a cohort. Paths are absolute; mpp: used only if the slide records none;
+    mpp_override: replaces what the slide records."""
 
     patient_id: str
     slide: str
     slide_id: str
     annotations: str | None = None
     mpp: float | None = None
+    mpp_override: float | None = None
 
 
 def read_manifest(path: str | Path) -> list[SlideEntry]:
-    """CSV with ``patient_id,slide[,slide_id,annotations,mpp]``; relative paths are relative to the CSV.
+    """CSV with ``patient_id,slide[,slide_id,annotations,mpp,mpp_override]``; relative paths are
+    relative to the CSV. ``mpp`` fills a slide without mpp metadata; ``mpp_override`` replaces it.
 
     Raises InputError naming the file, row and column for missing columns/values, bad mpp,
     duplicate slide ids.
@@ -53,25 +56,17 @@ def read_manifest(path: str | Path) -> list[SlideEntry]:
             raise InputError(f"row {i + 2}: empty slide path", file=str(path), patient=pid, column="slide")
         sp = _resolve(base, slide)
         ann = row.get("annotations", "").strip() or None
-        mpp_txt = row.get("mpp", "").strip()
-        mpp = None
-        if mpp_txt:
-            try:
-                mpp = float(mpp_txt)
-            except ValueError:
-                mpp = math.nan
-            if not (mpp > 0 and math.isfinite(mpp)):
-                raise InputError(f"row {i + 2}: mpp {mpp_txt!r} is not a positive number", file=str(path),
-                                 patient=pid, column="mpp")
+        mpp, override = (_mpp_cell(row.get(col, ""), i, col, str(path), pid) for col in ("mpp", "mpp_override"))
         out.append(SlideEntry(pid, str(sp), row.get("slide_id", "").strip() or sp.stem,
-                              str(_resolve(base, ann)) if ann else None, mpp))
+                              str(_resolve(base, ann)) if ann else None, mpp, override))
     if not out:
         raise InputError("manifest has no rows", file=str(path))
     _check_unique(out, str(path))
     return out
 
 
-def folder_entries(folder: str | Path, mpp: float | None = None) -> list[SlideEntry]:
+def folder_entries(folder: str | Path, mpp: float | None = None,
+                   mpp_override: float | None = None) -> list[SlideEntry]:
     """Every slide file in ``folder`` (by suffix); patient_id = slide_id = file stem."""
     folder = Path(folder)
     if not folder.is_dir():
@@ -79,7 +74,7 @@ def folder_entries(folder: str | Path, mpp: float | None = None) -> list[SlideEn
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SLIDE_SUFFIXES)
     if not files:
         raise InputError(f"no slide files ({', '.join(SLIDE_SUFFIXES)}) in folder", file=str(folder))
-    out = [SlideEntry(p.stem, str(p.resolve()), p.stem, None, mpp) for p in files]
+    out = [SlideEntry(p.stem, str(p.resolve()), p.stem, None, mpp, mpp_override) for p in files]
     _check_unique(out, str(folder))
     return out
 
@@ -111,6 +106,20 @@ def failure_rows(failures: list[dict], entries: dict[str, SlideEntry]) -> pd.Dat
         rows.append({"slide_id": f["key"], "patient_id": e.patient_id if e else None,
                      "slide": e.slide if e else None, "error_type": f["error_type"], "message": f["message"]})
     return pd.DataFrame(rows, columns=["slide_id", "patient_id", "slide", "error_type", "message"])
+
+
+def _mpp_cell(text: str, i: int, column: str, file: str, patient: str) -> float | None:
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        mpp = float(text)
+    except ValueError:
+        mpp = math.nan
+    if not (mpp > 0 and math.isfinite(mpp)):
+        raise InputError(f"row {i + 2}: {column} {text!r} is not a positive number", file=file, patient=patient,
+                         column=column)
+    return mpp
 
 
 def _resolve(base: Path, p: str) -> Path:

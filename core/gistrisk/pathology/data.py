@@ -16,7 +16,8 @@ from gistrisk.pathology.stain import StainConfig, StainNormaliser, fit_tile_indi
 
 @dataclass(frozen=True)
 class SlideSource:
-    """How to open one slide: path, backend and optional mpp override (picklable for workers)."""
+    """How to open one slide (picklable for workers): path, backend, and the mpp to use if the file
+    records none (tiles are read by level coordinates, so only opening needs it)."""
 
     path: str
     backend: str = "auto"
@@ -30,7 +31,7 @@ class TileDataset(Dataset):
     ----------
     tiles : table with ``slide``, ``x``, ``y``, ``level``, ``read_size``, ``tile_size`` (and
         ``label`` when ``classes`` is given).
-    sources : slide path -> SlideSource (backend, mpp); default: auto backend, no override.
+    sources : slide path -> SlideSource (backend, mpp); default: auto backend, mpp from the file.
     classes : label names; their index becomes the target (unknown/missing label -> -1).
     augment_seed : if set, each item gets a random dihedral transform (rotation by k*90 degrees,
         optional flip) drawn from (augment_seed, epoch, index), so results do not depend on the

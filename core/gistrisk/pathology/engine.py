@@ -10,6 +10,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
+from gistrisk.pathology.checks import check_int
 from gistrisk.pathology.data import SlideSource, TileDataset, fit_stain, resolve_device, to_input
 from gistrisk.pathology.model import FEATURE_DIM, TissueClassifier
 from gistrisk.pathology.stain import StainConfig
@@ -24,6 +25,10 @@ class InferenceConfig:
     batch_size: int = 64
     num_workers: int = -1
     device: str = "auto"
+
+    def __post_init__(self) -> None:
+        check_int(self.batch_size, "--batch-size", 1)
+        check_int(self.num_workers, "--workers", -1)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from gistrisk.pathology.checks import check_number
 from gistrisk.pathology.classes import TUMOUR
 from gistrisk.pathology.model import FEATURE_DIM
 
@@ -22,6 +23,9 @@ class FeatureConfig:
 
     tumour_threshold: float = 0.5
     tumour_class: str = TUMOUR
+
+    def __post_init__(self) -> None:
+        check_number(self.tumour_threshold, "--tumour-threshold", low=0, high=1)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -13,6 +13,7 @@ only good for tests.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,9 @@ import torch
 from torch import nn
 
 from gistrisk.errors import InputError
-from gistrisk.pathology.classes import CLASSES
+from gistrisk.pathology.checks import check_int, check_number
+from gistrisk.pathology.classes import CLASSES, TUMOUR
+from gistrisk.pathology.stain import StainConfig
 
 ARCHITECTURE = "torchvision.resnet50"
 HEADER_KEY = "gistrisk"
@@ -170,14 +173,7 @@ def load_classifier(path: str | Path) -> tuple[TissueClassifier, dict[str, Any]]
         header = json.loads(meta[HEADER_KEY])
     except ValueError as e:
         raise InputError(f"classifier header is not valid JSON ({e})", file=str(path)) from e
-    if header.get("schema") != HEADER_SCHEMA:
-        raise InputError(f"classifier header schema {header.get('schema')!r} is not supported "
-                         f"(this version reads {HEADER_SCHEMA})", file=str(path))
-    if header.get("architecture") != ARCHITECTURE:
-        raise InputError(f"architecture {header.get('architecture')!r} is not {ARCHITECTURE}", file=str(path))
-    for key in ("classes", "tile_size", "mpp", "mean", "std"):
-        if key not in header:
-            raise InputError(f"classifier header lacks {key!r}", file=str(path))
+    check_header(header, str(path))
     with torch.device("meta"):  # no random initialisation: every tensor comes from the file
         model = TissueClassifier(len(header["classes"]))
     check_state_dict(sd, model, file=str(path), require_head=True)
@@ -185,3 +181,47 @@ def load_classifier(path: str | Path) -> tuple[TissueClassifier, dict[str, Any]]
     model = model.to_empty(device="cpu")
     model.load_state_dict(sd, strict=True)
     return model.eval(), header
+
+
+def check_header(header: Any, file: str) -> None:
+    """Raise InputError, naming ``file`` and the field, unless ``header`` is a usable classifier header."""
+    if not isinstance(header, dict):
+        raise InputError(f"classifier header is not a JSON object (found {type(header).__name__})", file=file)
+    if header.get("schema") != HEADER_SCHEMA:
+        raise InputError(f"classifier header schema {header.get('schema')!r} is not supported "
+                         f"(this version reads {HEADER_SCHEMA})", file=file)
+    if header.get("architecture") != ARCHITECTURE:
+        raise InputError(f"architecture {header.get('architecture')!r} is not {ARCHITECTURE}", file=file)
+    for key in ("classes", "tile_size", "mpp", "mean", "std"):
+        if key not in header:
+            raise InputError(f"classifier header lacks {key!r}", file=file)
+    classes = header["classes"]
+    if (not isinstance(classes, list) or len(classes) < 2
+            or not all(isinstance(c, str) and c.strip() for c in classes)):
+        raise InputError(f"classifier header field 'classes' must list at least two class names, got {classes!r}",
+                         file=file)
+    dupes = sorted({c for c in classes if classes.count(c) > 1})
+    if dupes:
+        raise InputError(f"classifier header field 'classes' names {dupes} more than once", file=file)
+    if TUMOUR not in classes:
+        raise InputError(f"classifier header field 'classes' {classes} lacks {TUMOUR!r}, the class whose tiles "
+                         "make the slide features", file=file)
+    check_int(header["tile_size"], "classifier header field 'tile_size'", 1, file=file)
+    check_number(header["mpp"], "classifier header field 'mpp'", low=0, low_open=True, file=file)
+    for key in ("mean", "std"):
+        v = header[key]
+        if not isinstance(v, list) or len(v) != 3:
+            raise InputError(f"classifier header field {key!r} must list 3 numbers (R, G, B), got {v!r}", file=file)
+        for x in v:
+            check_number(x, f"classifier header field {key!r} (each of R, G, B)", low=0, low_open=key == "std",
+                         file=file)
+    stain = header.get("stain")
+    if stain is not None:
+        try:
+            cfg = StainConfig.from_dict(stain) if isinstance(stain, dict) else None
+        except (TypeError, ValueError) as e:  # InputError is a ValueError
+            raise InputError(f"classifier header field 'stain' is not a stain setting ({e})", file=file) from e
+        if cfg is None or len(cfg.target_mean) != 3 or len(cfg.target_std) != 3 \
+                or not all(math.isfinite(x) for x in (*cfg.target_mean, *cfg.target_std)) \
+                or isinstance(cfg.n_fit_tiles, bool) or not isinstance(cfg.n_fit_tiles, int) or cfg.n_fit_tiles < 1:
+            raise InputError(f"classifier header field 'stain' is not a stain setting: {stain!r}", file=file)

@@ -20,16 +20,22 @@ if TYPE_CHECKING:  # torch-backed modules load only when features are computed (
     from gistrisk.pathology.features import FeatureConfig
     from gistrisk.pathology.stain import StainConfig
 
+#: how a slide's mpp was chosen (see :class:`Slide`), kept in tiles metadata and batch results
+MPP_KEYS = ("mpp", "mpp_source", "mpp_recorded", "mpp_unused")
 _CLASSIFIERS: dict[tuple[str, float], tuple[Any, dict]] = {}
 
 
 def tile_one(slide: str | Path, config: TileConfig | None = None, *, annotations: str | Path | None = None,
              mpp: float | None = None, backend: str = "auto", slide_id: str | None = None,
-             repair: bool = True, clip_annotations: bool = False) -> pd.DataFrame:
-    """Open, (read annotations,) tile: the table :func:`gistrisk.pathology.tiling.tile_slide` returns."""
+             repair: bool = True, clip_annotations: bool = False,
+             mpp_override: float | None = None) -> pd.DataFrame:
+    """Open, (read annotations,) tile: the table :func:`gistrisk.pathology.tiling.tile_slide` returns.
+
+    ``mpp`` only fills a slide without mpp metadata; ``mpp_override`` replaces it (see :class:`Slide`).
+    """
     from gistrisk.pathology.annotations import load_slide_annotations
 
-    with Slide(slide, backend=backend, mpp=mpp) as s:
+    with Slide(slide, backend=backend, mpp=mpp, mpp_override=mpp_override) as s:
         anns = None
         if annotations:
             anns = load_slide_annotations(annotations, *s.dimensions, repair=repair, clip_to_slide=clip_annotations)
@@ -38,7 +44,7 @@ def tile_one(slide: str | Path, config: TileConfig | None = None, *, annotations
 
 
 def save_tile_images(tiles: pd.DataFrame, folder: str | Path, *, backend: str = "auto",
-                     mpp: float | None = None) -> list[Path]:
+                     mpp: float | None = None, mpp_override: float | None = None) -> list[Path]:
     """Write each tile as ``<slide_id>_x<x>_y<y>[_<label>].png`` (for looking at tiles, not for training)."""
     from gistrisk.atomic import atomic_path
     from PIL import Image
@@ -49,7 +55,9 @@ def save_tile_images(tiles: pd.DataFrame, folder: str | Path, *, backend: str = 
     handles: dict[str, Slide] = {}
     try:
         for r in tiles.itertuples(index=False):
-            s = handles.get(r.slide) or handles.setdefault(r.slide, Slide(r.slide, backend=backend, mpp=mpp))
+            s = handles.get(r.slide)
+            if s is None:
+                s = handles[r.slide] = Slide(r.slide, backend=backend, mpp=mpp, mpp_override=mpp_override)
             arr = s.read_tile(r.x, r.y, r.level, r.read_size, r.tile_size)
             label = f"_{str(r.label).replace(' ', '-')}" if isinstance(r.label, str) else ""
             path = folder / f"{r.slide_id}_x{r.x}_y{r.y}{label}.png"
@@ -68,12 +76,14 @@ def tiles_worker(inputs: dict) -> dict:
 
     df = tile_one(inputs["slide"], TileConfig.from_dict(inputs["tile_config"]), annotations=inputs.get("annotations"),
                   mpp=inputs.get("mpp"), backend=inputs.get("backend", "auto"), slide_id=inputs["slide_id"],
-                  repair=inputs.get("repair", True), clip_annotations=inputs.get("clip_annotations", False))
+                  repair=inputs.get("repair", True), clip_annotations=inputs.get("clip_annotations", False),
+                  mpp_override=inputs.get("mpp_override"))
     write_table(inputs["out"], df)
     meta = df.attrs["gistrisk"]
     return {"slide_id": inputs["slide_id"], "out": inputs["out"], "n_grid": meta["n_grid"], "n_tiles": len(df),
             "n_labelled": int(df["label"].notna().sum()),
-            "labels": {str(k): int(v) for k, v in df["label"].value_counts().items()}}
+            "labels": {str(k): int(v) for k, v in df["label"].value_counts().items()},
+            **{k: meta[k] for k in MPP_KEYS}}
 
 
 def load_classifier_cached(path: str | Path):
@@ -92,8 +102,10 @@ def load_classifier_cached(path: str | Path):
 def features_one(slide: str | Path, model, header: dict, *, patient_id: str, slide_id: str | None = None,
                  mpp: float | None = None, backend: str = "auto", tile_config: TileConfig | None = None,
                  inference: InferenceConfig | None = None, feature_config: FeatureConfig | None = None,
-                 review_geojson: str | Path | None = None, stain: StainConfig | None = None) -> dict:
-    """Slide -> {patient_id, slide_id, n_tiles, n_tumour_tiles, features (2048 floats or None), flag}.
+                 review_geojson: str | Path | None = None, stain: StainConfig | None = None,
+                 mpp_override: float | None = None) -> dict:
+    """Slide -> {patient_id, slide_id, n_tiles, n_tumour_tiles, features (2048 floats or None), flag,
+    mpp, mpp_source, mpp_recorded, mpp_unused}.
 
     ``stain`` (default: the classifier header's setting) is fitted on this slide's tiles.
 
@@ -107,11 +119,12 @@ def features_one(slide: str | Path, model, header: dict, *, patient_id: str, sli
 
     tcfg = tile_config or TileConfig()
     tcfg = TileConfig.from_dict({**tcfg.to_dict(), "tile_size": int(header["tile_size"]),
-                                 "target_mpp": float(header["mpp"] or tcfg.target_mpp)})
+                                 "target_mpp": float(header["mpp"])})
     fcfg = feature_config or FeatureConfig()
-    with Slide(slide, backend=backend, mpp=mpp) as s:
+    with Slide(slide, backend=backend, mpp=mpp, mpp_override=mpp_override) as s:
         tiles = tile_slide(s, tcfg, slide_id=slide_id)
-        src = SlideSource(str(s.path), s.backend, mpp)
+        src = SlideSource(str(s.path), s.backend, s.mpp)
+        mpp_info = {k: getattr(s, k) for k in MPP_KEYS}
     probs, feats = predict_tiles(model, header, tiles, src, inference, stain)
     vec, mask = pool_tumour_features(probs, feats, header["classes"], fcfg)
     sid = slide_id or Path(slide).stem
@@ -125,7 +138,8 @@ def features_one(slide: str | Path, model, header: dict, *, patient_id: str, sli
                                        slide=str(slide)))
     n_t = int(mask.sum())
     return {"patient_id": str(patient_id), "slide_id": sid, "n_tiles": int(len(tiles)), "n_tumour_tiles": n_t,
-            "features": None if n_t == 0 else vec.tolist(), "flag": FLAG_NO_TUMOUR if n_t == 0 else None}
+            "features": None if n_t == 0 else vec.tolist(), "flag": FLAG_NO_TUMOUR if n_t == 0 else None,
+            **mpp_info}
 
 
 def features_worker(inputs: dict) -> dict:
@@ -144,7 +158,7 @@ def features_worker(inputs: dict) -> dict:
         warnings.simplefilter("ignore", UserWarning)
         return features_one(
             inputs["slide"], model, header, patient_id=inputs["patient_id"], slide_id=inputs["slide_id"],
-            mpp=inputs.get("mpp"), backend=inputs.get("backend", "auto"),
+            mpp=inputs.get("mpp"), mpp_override=inputs.get("mpp_override"), backend=inputs.get("backend", "auto"),
             tile_config=TileConfig.from_dict(inputs["tile_config"]),
             inference=InferenceConfig(**inputs["inference"]),
             feature_config=FeatureConfig(**inputs["feature"]),

@@ -15,12 +15,15 @@ from typing import Literal
 import numpy as np
 
 from gistrisk.errors import InputError
+from gistrisk.pathology.checks import check_number
 from gistrisk.pathology.tiff_tiles import TiffTileReader, open_tiff_reader
 
 Backend = Literal["openslide", "tiffslide", "pil", "auto"]
 PLAIN_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 # A level may be this much coarser than the target mpp and still be read without up-sampling.
 MPP_TOLERANCE = 0.05
+# Two mpp values closer than this (relative) are the same resolution (rounding in the metadata).
+MPP_AGREEMENT = 0.01
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,9 @@ class Slide:
     path : slide file.
     backend : "openslide", "tiffslide", "pil" (PNG/JPEG only) or "auto" (OpenSlide, then tiffslide;
         PIL for plain image suffixes).
-    mpp : microns per pixel override; required when the file carries none.
+    mpp : microns per pixel for a file that records none. A recorded value wins; a given value
+        that differs from it (by more than 1 %) is kept in ``mpp_unused`` so callers can say so.
+    mpp_override : microns per pixel that replaces whatever the file records (a mis-recorded scan).
     fast_tiff : read tiles of Aperio / generic tiled TIFF slides opened with OpenSlide straight from
         their TIFF tiles (:mod:`gistrisk.pathology.tiff_tiles`; same pixels, several times faster),
         OpenSlide being used for what that reader declines. None: on unless the environment
@@ -54,7 +59,7 @@ class Slide:
     """
 
     def __init__(self, path: str | Path, backend: Backend = "auto", mpp: float | None = None,
-                 fast_tiff: bool | None = None):
+                 fast_tiff: bool | None = None, *, mpp_override: float | None = None):
         self.path = Path(path)
         if not self.path.is_file():
             raise InputError("slide file not found", file=str(self.path))
@@ -66,8 +71,14 @@ class Slide:
         self.level_count: int = int(self._h.level_count)
         self.level_dimensions = [tuple(int(v) for v in d) for d in self._h.level_dimensions]
         self.level_downsamples = [float(d) for d in self._h.level_downsamples]
-        self.mpp_source = "override" if mpp is not None else "metadata"
-        self.mpp: float = _resolve_mpp(self.path, self._h, self.backend, mpp)
+        #: the file's own mpp (None: it records none); mpp_source: "metadata", "given" (``mpp``
+        #: filled a file without it) or "override" (``mpp_override`` replaced the recorded value)
+        self.mpp_recorded: float | None
+        self.mpp, self.mpp_source, self.mpp_recorded = _resolve_mpp(self.path, self._h, self.backend, mpp,
+                                                                    mpp_override)
+        self.mpp_unused: float | None = (
+            float(mpp) if mpp is not None and self.mpp_source == "metadata"
+            and abs(mpp - self.mpp) > MPP_AGREEMENT * self.mpp else None)
 
     # -- geometry -----------------------------------------------------------------------------
     def choose_level(self, target_mpp: float, tile_size: int) -> LevelChoice:
@@ -309,11 +320,29 @@ def _check_tiff_extent(h, path: Path) -> None:
                               "(truncated)")
 
 
-def _resolve_mpp(path: Path, h, backend: str, override: float | None) -> float:
+def _resolve_mpp(path: Path, h, backend: str, given: float | None,
+                 override: float | None) -> tuple[float, str, float | None]:
+    """-> (mpp in use, source "metadata" | "given" | "override", the file's own mpp or None)."""
+    for value, option in ((given, "--mpp"), (override, "--mpp-override")):
+        if value is not None:
+            check_number(value, option, low=0, low_open=True, file=str(path))
     if override is not None:
-        if not (override > 0 and math.isfinite(override)):
-            raise InputError(f"--mpp must be a positive number, got {override}", file=str(path))
-        return float(override)
+        try:
+            recorded = _recorded_mpp(path, h, backend)
+        except InputError:  # non-square or unreadable metadata: the override is what counts
+            recorded = None
+        return float(override), "override", recorded
+    recorded = _recorded_mpp(path, h, backend)
+    if recorded is not None:
+        return recorded, "metadata", recorded
+    if given is not None:
+        return float(given), "given", None
+    raise InputError("the slide has no microns-per-pixel metadata; pass it with --mpp "
+                     "(e.g. --mpp 0.25 for 40x, 0.5 for 20x scans) or an 'mpp' manifest column", file=str(path))
+
+
+def _recorded_mpp(path: Path, h, backend: str) -> float | None:
+    """The mpp the file records (None if it records none); non-square pixels are an InputError."""
     props = h.properties
     vals = []
     for axis in ("x", "y"):
@@ -322,14 +351,29 @@ def _resolve_mpp(path: Path, h, backend: str, override: float | None) -> float:
             v = float(v) if v not in (None, "") else None
         except (TypeError, ValueError):
             v = None
-        vals.append(v)
-    if vals[0] is None or not (vals[0] > 0):
-        raise InputError("the slide has no microns-per-pixel metadata; pass it with --mpp "
-                         "(e.g. --mpp 0.25 for 40x, 0.5 for 20x scans) or an 'mpp' manifest column",
-                         file=str(path))
-    if vals[1] is not None and abs(vals[1] - vals[0]) / vals[0] > 0.01:
+        vals.append(v if v is not None and v > 0 and math.isfinite(v) else None)
+    if vals[0] is None:
+        return None
+    if vals[1] is not None and abs(vals[1] - vals[0]) / vals[0] > MPP_AGREEMENT:
         raise InputError(f"non-square pixels (mpp-x {vals[0]}, mpp-y {vals[1]}) are not supported", file=str(path))
     return vals[0]
+
+
+def mpp_message(slide: str, info: dict) -> str | None:
+    """A console line about how a slide's mpp was chosen (tiles ``attrs`` / worker result ``info``), or None.
+
+    ``warning: ...`` when --mpp-override replaced the value (or filled a slide without one),
+    ``note: ...`` when a given --mpp / manifest mpp was not used because the slide records its own.
+    """
+    if info.get("mpp_source") == "override":
+        rec = info.get("mpp_recorded")
+        what = f"replaces the {rec:g} um/px the slide records" if rec is not None else "used (the slide records none)"
+        return f"warning: {slide}: --mpp-override {info['mpp']:g} um/px {what}"
+    if info.get("mpp_unused") is not None:
+        return (f"note: {slide}: the given mpp {info['mpp_unused']:g} was not used; the slide records "
+                f"{info['mpp']:g} um/px (--mpp and a manifest 'mpp' only fill slides without mpp metadata; "
+                "--mpp-override replaces a recorded value)")
+    return None
 
 
 def _pil_rgba_to_rgb(img):

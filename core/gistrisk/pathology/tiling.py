@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from gistrisk.errors import InputError
+from gistrisk.pathology.checks import check_int, check_number
 from gistrisk.pathology.slides import LevelChoice, Slide
 from gistrisk.pathology.tissue import NoTissueError, TissueConfig, box_fractions, tissue_mask
 
@@ -36,6 +37,13 @@ class TileConfig:
     min_label_overlap: float = 0.5
     thumbnail_px_per_tile: int = 8
     tissue: TissueConfig = field(default_factory=TissueConfig)
+
+    def __post_init__(self) -> None:
+        check_int(self.tile_size, "--tile-size", 1)
+        check_number(self.target_mpp, "--target-mpp", low=0, low_open=True)
+        check_number(self.min_tissue_fraction, "--min-tissue", low=0, high=1)
+        check_number(self.min_label_overlap, "--min-label-overlap", low=0, high=1, low_open=True)
+        check_int(self.thumbnail_px_per_tile, "thumbnail_px_per_tile", 1)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -124,7 +132,8 @@ def tile_slide(slide: Slide, config: TileConfig | None = None, *, annotations: S
     df.attrs["gistrisk"] = {
         "slide": str(slide.path), "slide_id": sid, "backend": slide.backend,
         "width": slide.dimensions[0], "height": slide.dimensions[1],
-        "mpp": slide.mpp, "mpp_source": slide.mpp_source, "effective_mpp": choice.effective_mpp,
+        "mpp": slide.mpp, "mpp_source": slide.mpp_source, "mpp_recorded": slide.mpp_recorded,
+        "mpp_unused": slide.mpp_unused, "effective_mpp": choice.effective_mpp,
         "n_grid": int(len(xy)), "n_kept": int(keep.sum()), "tissue_fraction_slide": float(mask.mean()),
         "config": cfg.to_dict(), "annotations": annotations_file,
     }

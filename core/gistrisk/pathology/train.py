@@ -4,6 +4,10 @@ Writes into the output folder: ``classifier.safetensors`` (best epoch by validat
 JSON header in its metadata), ``history.csv``, ``confusion_matrix.csv``/``.json`` (validation set,
 best epoch), ``class_balance.json``, ``split.parquet`` (which tile went where) and
 ``provenance.json``.
+
+Training refuses tiles of fewer than two classes, and warns (console, classifier header,
+provenance) about each class with fewer than :data:`MIN_CLASS_TILES` labelled tiles or none in
+the validation split: its validation accuracy rests on too few tiles to mean anything.
 """
 
 from __future__ import annotations
@@ -21,12 +25,18 @@ import torch
 from torch.utils.data import DataLoader
 
 from gistrisk.errors import InputError
+from gistrisk.pathology.checks import check_int, check_number
 from gistrisk.pathology.classes import CLASSES, IMAGENET_MEAN, IMAGENET_STD
 from gistrisk.pathology.data import SlideSource, TileDataset, fit_stain, resolve_device, to_input
-from gistrisk.pathology.model import TissueClassifier, build_model, load_backbone, save_classifier
+from gistrisk.pathology.model import (ARCHITECTURE, HEADER_SCHEMA, TissueClassifier, build_model, check_header,
+                                      load_backbone, save_classifier)
 from gistrisk.pathology.stain import StainConfig
 
 log = logging.getLogger(__name__)
+
+#: A class with fewer labelled tiles gets a warning: at the default 30 % split 5 is the smallest
+#: class with 2 validation tiles; below it the class's validation accuracy is one tile right or wrong.
+MIN_CLASS_TILES = 5
 
 
 @dataclass
@@ -55,6 +65,15 @@ class TrainConfig:
     #: from the data, so evaluation-mode predictions collapse onto one class)
     recalibrate_bn: bool | None = None
 
+    def __post_init__(self) -> None:
+        check_int(self.epochs, "--epochs", 1)
+        check_int(self.batch_size, "--batch-size", 1)
+        check_number(self.lr, "--lr", low=0, low_open=True)
+        check_number(self.weight_decay, "weight_decay", low=0)
+        check_number(self.val_fraction, "--val-fraction", low=0, high=1, low_open=True, high_open=True)
+        check_int(self.seed, "--seed", 0)
+        check_int(self.num_workers, "--workers", -1)
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["classes"], d["mean"], d["std"] = list(self.classes), list(self.mean), list(self.std)
@@ -66,7 +85,7 @@ class TrainConfig:
 class TrainResult:
     """best_epoch (1-based), best_val_accuracy, history rows, confusion (n_classes, n_classes)
     counts (rows true, columns predicted), class_balance {split: {class: n}}, model (best epoch,
-    CPU, eval mode: the weights written to the file)."""
+    CPU, eval mode: the weights written to the file), warnings (also in the header and provenance)."""
 
     best_epoch: int
     best_val_accuracy: float
@@ -74,6 +93,32 @@ class TrainResult:
     confusion: np.ndarray | None = None
     class_balance: dict = field(default_factory=dict)
     model: TissueClassifier | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def check_classes(labelled: pd.DataFrame, where: str) -> None:
+    """Raise InputError unless the labelled tiles hold at least two classes; ``where``: their origin."""
+    counts = labelled["label"].astype(str).value_counts()
+    if len(counts) < 2:
+        found = ", ".join(f"{c} ({n} tile{'s' if n != 1 else ''})" for c, n in counts.items()) or "none"
+        raise InputError(f"training needs labelled tiles of at least two classes; {where} hold only {found}. "
+                         "Annotate the other tissue types (e.g. stroma, background) as well")
+
+
+def small_class_warnings(labelled: pd.DataFrame, split: np.ndarray) -> list[str]:
+    """One warning per class with fewer than :data:`MIN_CLASS_TILES` tiles or none in the validation split."""
+    labels = labelled["label"].astype(str).to_numpy()
+    out = []
+    for c in sorted(set(labels)):
+        n = int((labels == c).sum())
+        n_val = int(((labels == c) & (split == "val")).sum())
+        if n_val == 0:
+            out.append(f"class {c!r} has {n} labelled tile{'s' if n != 1 else ''}, none in the validation "
+                       "split: the validation accuracy says nothing about it; label more of it")
+        elif n < MIN_CLASS_TILES:
+            out.append(f"class {c!r} has {n} labelled tiles, {n_val} in the validation split: fewer than "
+                       f"{MIN_CLASS_TILES}, so its validation accuracy means little; label more of it")
+    return out
 
 
 def split_tiles(tiles: pd.DataFrame, val_fraction: float, seed: int) -> np.ndarray:
@@ -96,7 +141,8 @@ def split_tiles(tiles: pd.DataFrame, val_fraction: float, seed: int) -> np.ndarr
 def train_classifier(tiles: pd.DataFrame, out_dir: str | Path, config: TrainConfig | None = None, *,
                      weights: str | Path | None = None, sources: dict[str, SlideSource] | None = None,
                      tile_meta: dict | None = None,
-                     on_epoch: Callable[[dict], None] | None = None) -> TrainResult:
+                     on_epoch: Callable[[dict], None] | None = None,
+                     on_warning: Callable[[str], None] | None = None) -> TrainResult:
     """Train on the labelled rows of ``tiles`` and write the classifier folder.
 
     Parameters
@@ -105,6 +151,7 @@ def train_classifier(tiles: pd.DataFrame, out_dir: str | Path, config: TrainConf
     weights : ResNet50 weights to start from (ImageNet .pth/.safetensors); None = random init.
     tile_meta : tile_size / mpp to record in the header (default: from the tiles table).
     on_epoch : called with each epoch's history row (progress reporting).
+    on_warning : called with each warning about the training data (default: logged).
     """
     from gistrisk.atomic import write_json, write_table
     from gistrisk.provenance import provenance
@@ -118,9 +165,21 @@ def train_classifier(tiles: pd.DataFrame, out_dir: str | Path, config: TrainConf
     if len(labelled) < 2:
         raise InputError(f"need at least 2 labelled tiles to train, found {len(labelled)} "
                          "(tile the slides with --annotations)")
+    check_classes(labelled, "the tiles of slide(s) " + ", ".join(sorted(set(labelled["slide_id"].astype(str)))))
+    meta = tile_meta or _tile_meta(tiles)
+    if meta.get("mpp") is None:
+        raise InputError("the tiles do not record the resolution (target mpp) they were cut at; tile the slides "
+                         "with `gistrisk pathology tiles`")
+    # refuse now what load_classifier would refuse after hours of training
+    check_header({"schema": HEADER_SCHEMA, "architecture": ARCHITECTURE, "classes": list(cfg.classes),
+                  "tile_size": meta["tile_size"], "mpp": meta["mpp"], "mean": list(cfg.mean), "std": list(cfg.std),
+                  "stain": cfg.stain.to_dict()}, str(out_dir / "classifier.safetensors"))
     split = split_tiles(labelled, cfg.val_fraction, cfg.seed)
     if not (split == "val").any():
         raise InputError("no validation tiles: every class has a single tile; label more tiles")
+    warnings = small_class_warnings(labelled, split)
+    for w in warnings:
+        (on_warning or log.warning)(w)
     labelled = labelled.assign(split=split)
     balance = {s: {c: int(((labelled["label"] == c) & (labelled["split"] == s)).sum()) for c in cfg.classes}
                for s in ("train", "val")}
@@ -188,13 +247,12 @@ def train_classifier(tiles: pd.DataFrame, out_dir: str | Path, config: TrainConf
     final = TissueClassifier(len(cfg.classes))
     final.load_state_dict(state)
 
-    meta = tile_meta or _tile_meta(tiles)
     header = {
-        "classes": list(cfg.classes), "tile_size": meta["tile_size"], "mpp": meta["mpp"],
+        "classes": list(cfg.classes), "tile_size": int(meta["tile_size"]), "mpp": float(meta["mpp"]),
         "mean": list(cfg.mean), "std": list(cfg.std), "stain": cfg.stain.to_dict(), "best_epoch": best_epoch,
         "best_val_accuracy": best_acc, "train_config": cfg.to_dict(), "init": init,
         "n_tiles": {"train": int(len(train_df)), "val": int(len(val_df))},
-        "class_balance": balance,
+        "class_balance": balance, "warnings": warnings,
         "versions": provenance()["versions"],
     }
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -211,8 +269,9 @@ def train_classifier(tiles: pd.DataFrame, out_dir: str | Path, config: TrainConf
                                                        device=str(device), tile_meta=meta,
                                                        stain_fit={k: {"mean": v.mean_.tolist(), "std": v.std_.tolist()}
                                                                   for k, v in stain.items()},
-                                                       best_epoch=best_epoch, best_val_accuracy=best_acc))
-    return TrainResult(best_epoch, best_acc, history, conf, balance, final.eval())
+                                                       best_epoch=best_epoch, best_val_accuracy=best_acc,
+                                                       warnings=warnings))
+    return TrainResult(best_epoch, best_acc, history, conf, balance, final.eval(), warnings)
 
 
 def recalibrate_batchnorm(model: torch.nn.Module, loader: DataLoader, cfg: TrainConfig, device: torch.device,

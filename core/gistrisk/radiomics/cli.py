@@ -58,7 +58,9 @@ def extract(
 ) -> None:
     """Extract PyRadiomics features for one case (--image/--mask) or a cohort (--manifest)."""
     from gistrisk.errors import InputError
+    from gistrisk.paths import check_output
 
+    check_output(out, kind="file", inputs=[image, mask, manifest])
     policy = "strict" if strict_geometry else "resample"
     if manifest is not None:
         if image is not None or mask is not None:
@@ -123,8 +125,10 @@ def robustness(
 ) -> None:
     """Feature robustness to image perturbation (noise, coarser voxels): ICC per feature, kept list."""
     from gistrisk.errors import InputError
+    from gistrisk.paths import check_output
     from gistrisk.radiomics.robustness import perturbation_robustness, table_path, write_robustness
 
+    check_output(out, kind="file", inputs=[manifest])
     if out.suffix.lower() != ".json":
         raise InputError("output must end in .json", file=str(out))
     table = perturbation_robustness(manifest, params, n_cases=cases, noise_hu=noise_hu,

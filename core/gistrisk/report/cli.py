@@ -9,6 +9,12 @@ from typing import Optional
 import typer
 from typing_extensions import Annotated
 
+from gistrisk.errors import InputError
+from gistrisk.paths import check_output
+from gistrisk.report.cohort import write_cohort_report
+from gistrisk.survival.model import MultimodalRiskModel
+from gistrisk.tables import load_outcomes, read_table
+
 
 def report(
     validation: Annotated[Path, typer.Option(help="Folder written by `gistrisk validate` (metrics.json, predictions.csv)")],
@@ -21,16 +27,15 @@ def report(
     dev_clinical: Annotated[Optional[Path], typer.Option(help="Development clinical table (Table 1, NIH C-index)")] = None,
     figures: Annotated[Optional[Path], typer.Option(help="Also save every figure as PNG in this folder")] = None,
     title: Annotated[str, typer.Option(help="Report title")] = "GIST recurrence-free survival: multimodal model report",
+    time_unit: Annotated[Optional[str], typer.Option(
+        help="Unit of the outcomes' times (months, days, weeks, years); default: what validate and fit recorded")] = None,
 ) -> None:
     """Write the self-contained HTML cohort report (Table 1, hazard ratios, C-index, KM, td-AUC,
     calibration, decision curves, nomogram, fusion formula, methods).
 
     Example: gistrisk report --model model/ --validation report/ --clinical ext/clinical.csv --out report.html
     """
-    from gistrisk.errors import InputError
-    from gistrisk.survival.model import MultimodalRiskModel
-    from gistrisk.tables import load_outcomes, read_table
-
+    check_output(out, kind="file", inputs=[validation, model, outcomes, clinical, dev_outcomes, dev_clinical])
     mfile = validation / "metrics.json"
     pfile = validation / "predictions.csv"
     for f in (mfile, pfile):
@@ -51,20 +56,18 @@ def report(
     if oof.is_file():  # written by `gistrisk fit`: the nomogram's axes then follow the development scores
         m.oof_scores_ = read_table(oof).set_index("patient_id")
     pred = read_table(pfile)
-    from gistrisk.report.cohort import write_cohort_report
-
+    unit = time_unit or params.get("time_unit")
+    dev_unit = time_unit or (m.info_.get("inputs") or {}).get("time_unit")
     path = write_cohort_report(
-        out, model=m, metrics=metrics, predictions=pred, outcomes=load_outcomes(outcomes),
+        out, model=m, metrics=metrics, predictions=pred, outcomes=load_outcomes(outcomes, unit),
         clinical=read_table(clinical) if clinical else None,
-        dev_outcomes=load_outcomes(dev_outcomes) if dev_outcomes else None,
+        dev_outcomes=load_outcomes(dev_outcomes, dev_unit) if dev_outcomes else None,
         dev_clinical=read_table(dev_clinical) if dev_clinical else None, title=title,
         bootstrap=params.get("bootstrap"), validation_seed=params.get("seed"), figures_dir=figures)
     typer.echo(f"report written to {path}")
 
 
 def _recorded(prov: dict, key: str, option: str, mfile: Path) -> Path:
-    from gistrisk.errors import InputError
-
     val = prov.get(key)
     if not val:
         raise InputError(f"no {key} recorded by validate; pass {option}", file=str(mfile))

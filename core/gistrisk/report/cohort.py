@@ -66,7 +66,7 @@ def cindex_rows(dev: dict[str, Any], val: dict[str, Any]) -> list[dict[str, Any]
     """One row per model: development (cross-validated) and validation C-index with CI, n, events, p."""
     rows = []
     for m in ordered(k for k in set(dev) | set(val) if isinstance(dev.get(k, val.get(k)), dict)):
-        row = {"model": m, "label": label(m)}
+        row = {"model": m, "label": label(m), "dev_note": None, "val_note": None}
         for tag, src in (("dev", dev), ("val", val)):
             r = src.get(m) if isinstance(src.get(m), dict) else None
             if r and "c_index" in r:
@@ -76,6 +76,8 @@ def cindex_rows(dev: dict[str, Any], val: dict[str, Any]) -> list[dict[str, Any]
                             "uno": fmt(r.get("uno_c_index")), "auc": fmt((r.get("td_auc") or {}).get("mean_auc"))}
             else:
                 row[tag] = None
+            if r and r.get("not_evaluated"):
+                row[f"{tag}_note"] = f"not evaluated: {r['not_evaluated']}"
         rows.append(row)
     return rows
 
@@ -83,7 +85,7 @@ def cindex_rows(dev: dict[str, Any], val: dict[str, Any]) -> list[dict[str, Any]
 def _dev_nih(model, dev_outcomes, dev_clinical) -> dict[str, Any] | None:
     from gistrisk.clinical.nih import nih_rank
     from gistrisk.survival.evaluation import c_index_summary
-    from gistrisk.survival.validate import nih_categories
+    from gistrisk.clinical.nih import nih_categories
 
     if dev_outcomes is None or dev_clinical is None:
         return None
@@ -98,7 +100,7 @@ def _dev_nih(model, dev_outcomes, dev_clinical) -> dict[str, Any] | None:
 
 
 def _nih_series(predictions: pd.DataFrame, clinical: pd.DataFrame | None) -> pd.Series | None:
-    from gistrisk.survival.validate import nih_categories
+    from gistrisk.clinical.nih import nih_categories
 
     if "modified_nih" in predictions.columns and predictions["modified_nih"].notna().any():
         return predictions["modified_nih"].dropna().astype(str)

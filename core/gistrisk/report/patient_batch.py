@@ -45,7 +45,7 @@ def write_patient_reports(out_dir: str | Path, *, model, tables: dict[str, pd.Da
     -------
     DataFrame (patient_id, report, status, error), also written as ``index.csv``.
     """
-    from gistrisk.survival.validate import nih_categories
+    from gistrisk.clinical.nih import nih_categories
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -180,20 +181,63 @@ def read_feature_list(path: str | Path) -> list[str]:
     return names
 
 
+#: fewer bootstrap resamples cannot give a percentile 95% interval worth reporting
+MIN_BOOTSTRAP = 20
+
+#: (section attribute, field) -> (kind, low, high, low inclusive); None bounds are open
+_RANGES = {
+    ("lasso", "n_alphas"): ("int", 2, None), ("lasso", "alpha_min_ratio"): ("float", 0.0, 1.0),
+    ("lasso", "max_features"): ("int", 1, None), ("lasso", "cv_folds"): ("int", 2, None),
+    ("rsf", "n_estimators"): ("int", 1, None), ("rsf", "min_samples_leaf"): ("int", 1, None),
+    ("rsf", "cv_folds"): ("int", 2, None), ("rsf", "n_repeats"): ("int", 1, None), ("rsf", "top_k"): ("int", 1, None),
+    ("stepwise", "p_enter"): ("float", 0.0, 1.0), ("stepwise", "p_remove"): ("float", 0.0, 1.0),
+    ("stepwise", "max_features"): ("int", 1, None), ("cox", "penalizer"): ("float", 0.0, None),
+    ("cluster", "n_clusters"): ("int", 2, None),
+}
+
+
+def _number(value: Any, kind: str, lo, hi, where: str) -> None:
+    ok_type = isinstance(value, int) if kind == "int" else isinstance(value, (int, float))
+    if isinstance(value, bool) or not ok_type or (kind == "float" and not math.isfinite(value)):
+        raise InputError(f"config {where} must be {'an integer' if kind == 'int' else 'a finite number'}, "
+                         f"got {value!r}")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        rng = f"at least {lo}" if hi is None else f"between {lo} and {hi}"
+        raise InputError(f"config {where} must be {rng}, got {value!r}")
+
+
 def _validate(cfg: FitConfig) -> None:
     for name, m in [("modality", cfg.modality), *cfg.modalities.items()]:
         if m.stepwise.direction not in ("forward", "backward", "both"):
             raise InputError(f"{name}.stepwise.direction must be forward, backward or both")
         if m.stepwise.criterion not in ("aic", "p"):
             raise InputError(f"{name}.stepwise.criterion must be aic or p")
-        if not 0 < m.lasso.l1_ratio <= 1:
+        if not isinstance(m.lasso.l1_ratio, (int, float)) or not 0 < m.lasso.l1_ratio <= 1:
             raise InputError(f"{name}.lasso.l1_ratio must be in (0, 1]")
-        if m.preprocess.corr_threshold is not None and not 0 < m.preprocess.corr_threshold <= 1:
+        pre = m.preprocess
+        if pre.corr_threshold is not None and (not isinstance(pre.corr_threshold, (int, float))
+                                               or not 0 < pre.corr_threshold <= 1):
             raise InputError(f"{name}.preprocess.corr_threshold must be in (0, 1]")
-        for k in ("cv_folds",):
-            if getattr(m.lasso, k) < 2 or getattr(m.rsf, k) < 2:
-                raise InputError(f"{name}: cv_folds must be at least 2")
+        if pre.log_skewed is not None:
+            _number(pre.log_skewed, "float", None, None, f"{name}.preprocess.log_skewed")
+        if pre.pca_components is not None:
+            _number(pre.pca_components, "int", 1, None, f"{name}.preprocess.pca_components")
+        _number(m.min_events_per_feature, "int", 1, None, f"{name}.min_events_per_feature")
+        for (section, key), (kind, lo, hi) in _RANGES.items():
+            _number(getattr(getattr(m, section), key), kind, lo, hi, f"{name}.{section}.{key}")
+        for section in ("lasso", "rsf", "stepwise", "cluster"):
+            if not isinstance(getattr(m, section).enabled, bool):
+                raise InputError(f"config {name}.{section}.enabled must be true or false")
     if cfg.fusion.cutoff not in ("median", "maxstat"):
         raise InputError("fusion.cutoff must be median or maxstat")
-    if cfg.fusion.oof_folds < 2:
-        raise InputError("fusion.oof_folds must be at least 2")
+    _number(cfg.fusion.oof_folds, "int", 2, None, "fusion.oof_folds")
+    _number(cfg.fusion.penalizer, "float", 0.0, None, "fusion.penalizer")
+    _number(cfg.bootstrap, "int", MIN_BOOTSTRAP, None, "bootstrap")
+    _number(cfg.seed, "int", 0, None, "seed")
+    _number(cfg.n_jobs, "int", -1, None, "n_jobs")
+    if cfg.n_jobs == 0:
+        raise InputError("config n_jobs must be a positive number of processes (or -1 for all cores), got 0")
+    if not isinstance(cfg.horizons, list) or not cfg.horizons:
+        raise InputError(f"config horizons must be a list of months, got {cfg.horizons!r}")
+    for h in cfg.horizons:
+        _number(h, "float", 0.0, None, "horizons")

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from gistrisk.atomic import write_json
+from gistrisk.clinical.dictionary import ClinicalDictionary, default_dictionary
 from gistrisk.errors import BundleError, InputError
 from gistrisk.survival.cox import step_at
 from gistrisk.survival.fusion import FusionCox
@@ -19,14 +20,6 @@ from gistrisk.survival.pipeline import ModalityPipeline
 SCHEMA_VERSION = 1
 BUNDLE_FILE = "model.json"
 ID = "patient_id"
-
-#: units shown next to known clinical inputs (the simulated and the paper's variables)
-CLINICAL_UNITS = {
-    "age": "years", "bmi": "kg/m2", "tumour_size_cm": "cm", "size_cm": "cm", "tumor_size_cm": "cm",
-    "mitoses_per_5mm2": "per 5 mm2 (50 HPF)", "mitoses_per_50hpf": "per 50 HPF", "ki67_percent": "%",
-    "hemoglobin": "g/L", "albumin": "g/L", "neutrophils": "10^9/L", "lymphocytes": "10^9/L",
-}
-
 
 def subset_key(mods) -> str:
     return "+".join(sorted(mods))
@@ -74,6 +67,7 @@ class MultimodalRiskModel:
             if missing:
                 raise InputError(f"modality {m!r} table lacks column(s) {missing[:10]} the model needs",
                                  file=df.attrs.get("source"), column=missing[0])
+            self.pipelines_[m].preprocessor_.check_inputs(df, df.attrs.get("source"))
             frames[m] = pd.Series(self.pipelines_[m].score(df), index=df.index)
         ids = pd.Index(sorted(set().union(*[f.index for f in frames.values()]))) if frames else pd.Index([])
         out = pd.DataFrame(index=ids)
@@ -81,6 +75,20 @@ class MultimodalRiskModel:
         for m in self.modalities_:
             out[f"score_{m}"] = frames[m].reindex(ids) if m in frames else np.nan
         return out
+
+    def imputed_inputs(self, tables: dict[str, pd.DataFrame]) -> pd.Series:
+        """Per patient, the model inputs that are empty and will be imputed with the training
+        median/mode, as ``"modality:column;..."`` ("" when none)."""
+        out: dict[str, list[str]] = {}
+        for m, df in tables.items():
+            df = _indexed(df, m)
+            cols = [c for c in self.input_columns_.get(m, []) if c in df.columns]
+            gaps = df[cols].isna()
+            for pid, row in gaps.iterrows():
+                out.setdefault(str(pid), []).extend(f"{m}:{c}" for c in row.index[row.to_numpy()])
+        s = pd.Series({pid: ";".join(v) for pid, v in out.items()}, dtype=object, name="imputed")
+        s.index.name = ID
+        return s
 
     def _fuse(self, S: pd.DataFrame) -> pd.DataFrame:
         rows = []
@@ -164,22 +172,32 @@ class MultimodalRiskModel:
         }
 
     def save(self, directory: str | Path) -> Path:
+        """Write ``model.json``; a model holding NaN or infinity is refused, never written."""
         directory = Path(directory)
+        d = self.to_dict()
+        problem = first_non_finite(d)
+        if problem:
+            raise BundleError(f"the fitted model has a number that is not finite at {problem}; no bundle written "
+                              f"to {directory} (check the input tables for extreme values)")
+        d = _nan_to_null(d)
         directory.mkdir(parents=True, exist_ok=True)
-        write_json(directory / BUNDLE_FILE, self.to_dict())
+        write_json(directory / BUNDLE_FILE, d, allow_nan=False)
         return directory
 
     @classmethod
     def load(cls, directory: str | Path) -> "MultimodalRiskModel":
-        """Load a bundle; refuse missing, corrupt or newer-schema bundles with a clear ``BundleError``."""
+        """Load a bundle; refuse missing, corrupt, non-finite, inconsistent or newer-schema bundles
+        with a clear ``BundleError``."""
         path = Path(directory)
         path = path / BUNDLE_FILE if path.is_dir() else path
         if not path.is_file():
             raise BundleError(f"{path}: no model bundle here (expected {BUNDLE_FILE} from `gistrisk fit`)")
         try:
-            d = json.loads(path.read_text(encoding="utf-8"))
+            d = json.loads(path.read_text(encoding="utf-8"), parse_constant=_refuse_constant)
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise BundleError(f"{path}: corrupt model bundle ({e})") from e
+        except ValueError as e:
+            raise BundleError(f"{path}: {e}; a bundle must hold finite numbers only") from e
         if not isinstance(d, dict) or d.get("kind") != "gistrisk.MultimodalRiskModel":
             raise BundleError(f"{path}: not a gistrisk model bundle")
         v = d.get("schema_version")
@@ -187,16 +205,115 @@ class MultimodalRiskModel:
             raise BundleError(f"{path}: model schema version {v!r} is newer than this gistrisk reads "
                               f"({SCHEMA_VERSION}); upgrade gistrisk")
         try:
+            check_bundle(d)
             pipes = {m: ModalityPipeline.from_dict(p) for m, p in d["pipelines"].items()}
             fusion = {k: FusionCox.from_dict(f) for k, f in d["fusion"].items()}
-        except (KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, IndexError) as e:
             raise BundleError(f"{path}: model bundle is incomplete or corrupt ({type(e).__name__}: {e})") from e
-        return cls(pipes, fusion, d.get("early_fusion"), d.get("clinical_schema"), d.get("group_curves"),
-                   d.get("cv_metrics"), d.get("info"))
+        model = cls(pipes, fusion, d.get("early_fusion"), d.get("clinical_schema"), d.get("group_curves"),
+                    d.get("cv_metrics"), d.get("info"))
+        model.source_ = str(path)
+        return model
 
     @property
     def main_fusion(self) -> FusionCox:
         return self.fusion_[subset_key(self.modalities_)]
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"the bundle contains {name}")
+
+
+def model_numbers(d: dict[str, Any]):
+    """(where, value) of every number a bundle computes predictions with (coefficients, centring,
+    scaling, imputation values, components, cut-offs, baseline hazards)."""
+    def walk(obj, where):
+        if isinstance(obj, dict):
+            for k, v in obj.items():
+                yield from walk(v, f"{where}.{k}")
+        elif isinstance(obj, (list, tuple)):
+            for i, v in enumerate(obj):
+                yield from walk(v, f"{where}[{i}]")
+        else:
+            yield where, obj
+
+    for m, p in d["pipelines"].items():
+        w = f"pipelines.{m}"
+        for k in ("coef", "mean", "baseline_time", "baseline_cumhaz"):
+            yield from walk(p["cox"][k], f"{w}.cox.{k}")
+        yield f"{w}.cutoff", p["cutoff"]
+        pre = p["preprocessor"]
+        for k in ("mean", "scale", "medians"):
+            yield from walk(pre[k], f"{w}.preprocessor.{k}")
+        if pre.get("pca"):
+            for k in ("components", "scale"):
+                yield from walk(pre["pca"][k], f"{w}.preprocessor.pca.{k}")
+        if p.get("clusters"):
+            yield from walk(p["clusters"]["centers"], f"{w}.clusters.centers")
+    for key, f in d["fusion"].items():
+        for k in ("coef", "mean", "baseline_time", "baseline_cumhaz", "cutoff"):
+            yield from walk(f[k], f"fusion.{key}.{k}")
+    if d.get("early_fusion"):
+        yield from walk(d["early_fusion"]["coef"], "early_fusion.coef")
+
+
+def first_non_finite(d: dict[str, Any]) -> str | None:
+    """Where the first model number that is not a finite number sits (NaN, inf, null, text), or None."""
+    for where, v in model_numbers(d):
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not np.isfinite(v):
+            return f"{where} ({v!r})"
+    return None
+
+
+def _nan_to_null(obj: Any) -> Any:
+    """Descriptive parts (metrics, curves, selection details): a NaN statistic is written as null."""
+    if isinstance(obj, dict):
+        return {k: _nan_to_null(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_nan_to_null(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _nan_to_null(obj.tolist())
+    if isinstance(obj, (float, np.floating)) and not np.isfinite(obj):
+        return None
+    return obj
+
+
+def check_bundle(d: dict[str, Any]) -> None:
+    """The bundle's structure: modalities, pipelines, inputs and fusions agree; numbers are finite.
+
+    Raises ValueError naming the first part that does not fit.
+    """
+    mods = d["modalities"]
+    if not isinstance(mods, list) or not mods or not all(isinstance(m, str) for m in mods):
+        raise ValueError("'modalities' must be a non-empty list of names")
+    for part in ("pipelines", "input_columns"):
+        if not isinstance(d[part], dict) or sorted(d[part]) != sorted(mods):
+            raise ValueError(f"'{part}' must have one entry per modality {sorted(mods)}, has {sorted(d[part])}")
+    main = subset_key(mods)
+    if d.get("main_fusion") != main or main not in d["fusion"]:
+        raise ValueError(f"the main fusion model {main!r} (all modalities) is missing")
+    for key, f in d["fusion"].items():
+        if subset_key(f["modalities"]) != key or not set(f["modalities"]) <= set(mods):
+            raise ValueError(f"fusion {key!r} is for modalities {f['modalities']}")
+        if len(f["coef"]) != len(f["modalities"]) or len(f["mean"]) != len(f["modalities"]):
+            raise ValueError(f"fusion {key!r}: {len(f['coef'])} coefficients for {len(f['modalities'])} scores")
+        if len(f["baseline_time"]) != len(f["baseline_cumhaz"]):
+            raise ValueError(f"fusion {key!r}: baseline hazard times and values differ in length")
+    for m, p in d["pipelines"].items():
+        n = len(p["selected"])
+        if not n or len(p["cox"]["coef"]) != n or len(p["cox"]["mean"]) != n:
+            raise ValueError(f"pipeline {m!r}: {len(p['cox']['coef'])} coefficients for {n} selected features")
+        pre = p["preprocessor"]
+        names = pre["pca"]["names"] if pre.get("pca") else pre["features_out"]
+        if list(names) != list(p["selected"]):
+            raise ValueError(f"pipeline {m!r}: preprocessing outputs {names} but the Cox uses {p['selected']}")
+        if len(pre["mean"]) != len(pre["features_out"]) or len(pre["scale"]) != len(pre["features_out"]):
+            raise ValueError(f"pipeline {m!r}: scaling has the wrong length")
+        if sorted(d["input_columns"][m]) != sorted(pre["numeric"] + pre["categorical"]):
+            raise ValueError(f"input_columns of {m!r} do not match its preprocessing")
+    problem = first_non_finite(d)
+    if problem:
+        raise ValueError(f"not a finite number at {problem}")
 
 
 def _indexed(df: pd.DataFrame, modality: str) -> pd.DataFrame:
@@ -217,13 +334,17 @@ def all_subsets(mods: list[str]):
         yield from itertools.combinations(sorted(mods), k)
 
 
-def clinical_schema(table: pd.DataFrame, pipeline: ModalityPipeline) -> list[dict[str, Any]]:
-    """Form fields for the clinical inputs the model uses (kind, levels, unit, training range)."""
+def clinical_schema(table: pd.DataFrame, pipeline: ModalityPipeline,
+                    dictionary: ClinicalDictionary | None = None) -> list[dict[str, Any]]:
+    """Form fields for the clinical inputs the model uses (kind, levels, unit from the clinical
+    dictionary, training range)."""
     pre = pipeline.preprocessor_
+    d = dictionary or default_dictionary()
     fields = []
     for c in pre.numeric_:
         v = pd.to_numeric(table[c], errors="coerce") if c in table else pd.Series(dtype=float)
-        fields.append({"name": c, "kind": "numeric", "levels": None, "unit": CLINICAL_UNITS.get(c),
+        var = d.variable_for_column(c)
+        fields.append({"name": c, "kind": "numeric", "levels": None, "unit": var.unit if var else None,
                        "min": float(v.min()) if v.notna().any() else None,
                        "max": float(v.max()) if v.notna().any() else None})
     for c in pre.categorical_:

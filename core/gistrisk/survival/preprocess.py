@@ -178,6 +178,29 @@ class Preprocessor(TransformerMixin, BaseEstimator):
         self.dropped_["correlated"] = [n for n, d in zip(names, dropped) if d]
         return [n for n, d in zip(names, dropped) if not d]
 
+    def check_inputs(self, X: pd.DataFrame, source: str | None = None) -> None:
+        """Refuse what the fitted encoding would otherwise read silently: text in a numeric column
+        (it would become the training median), infinite numbers, and categories never seen in
+        training (they would become the reference level). Missing cells stay missing (imputed)."""
+        for c in self.numeric_:
+            if c not in X:
+                continue
+            present = X[c].dropna()
+            v = pd.to_numeric(present, errors="coerce")
+            bad = present[v.isna() | np.isinf(v.astype(float))]
+            if len(bad):
+                raise InputError(f"value {bad.iloc[0]!r} is not a finite number (the model reads {c!r} as a number)",
+                                 file=source, patient=str(bad.index[0]), column=str(c))
+        for c, levels in self.levels_.items():
+            if c not in X:
+                continue
+            present = X[c].dropna().astype("string")
+            bad = present[~present.isin(levels)]
+            if len(bad):
+                raise InputError(f"category {str(bad.iloc[0])!r} was never seen in training (the model knows "
+                                 f"{', '.join(map(repr, levels))}); leave the cell empty to have it imputed",
+                                 file=source, patient=str(bad.index[0]), column=str(c))
+
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
         E = self._encode(X)[self.features_out_]
         Z = (E.to_numpy(float) - self.mean_) / self.scale_

@@ -8,44 +8,33 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gistrisk.clinical.nih import modified_nih, nih_rank
+from gistrisk.clinical.nih import nih_categories, nih_rank
 from gistrisk.survival.evaluation import (calibration, c_index_summary, integrated_brier, km_logrank,
                                           numbers_at_risk, td_auc)
+from gistrisk.errors import InputError
 from gistrisk.survival.model import ID, MultimodalRiskModel
+from gistrisk.tables import id_hint
 
 log = logging.getLogger(__name__)
 
-NIH_COLUMNS = {
-    "size": ("tumour_size_cm", "tumor_size_cm", "size_cm", "size"),
-    "mitoses": ("mitoses_per_5mm2", "mitoses_per_50hpf", "mitoses"),
-    "site": ("site", "tumour_site", "tumor_site"),
-    "rupture": ("rupture", "tumour_rupture", "tumor_rupture"),
-}
 AUC_TIMES = np.arange(6.0, 121.0, 6.0)
+#: fewer patients than this with a model's risk and an outcome: that model is not scored
+MIN_EVALUABLE = 5
 
 
-def _pick(df: pd.DataFrame, names) -> str | None:
-    return next((c for c in names if c in df.columns), None)
-
-
-def nih_categories(clinical: pd.DataFrame) -> pd.Series | None:
-    """Modified NIH category per patient from a clinical table, or None when its columns are absent."""
-    cols = {k: _pick(clinical, v) for k, v in NIH_COLUMNS.items()}
-    if not (cols["size"] and cols["mitoses"] and cols["site"]):
-        return None
-    out = {}
-    for pid, r in clinical.iterrows():
-        size, mit = pd.to_numeric(r[cols["size"]], errors="coerce"), pd.to_numeric(r[cols["mitoses"]], errors="coerce")
-        rupture = cols["rupture"] and str(r[cols["rupture"]]).strip().lower() in ("1", "1.0", "true", "yes")
-        if pd.isna(size) or pd.isna(mit) or pd.isna(r[cols["site"]]):
-            continue
-        out[pid] = modified_nih(float(size), float(mit), str(r[cols["site"]]), bool(rupture))
-    return pd.Series(out, name="modified_nih", dtype=object)
+def not_evaluated(name: str, reason: str, n: int = 0, events: int = 0) -> dict[str, Any]:
+    """A model that could not be scored on this cohort, with the reason (shown in the report)."""
+    log.warning("%s: not evaluated: %s", name, reason)
+    return {"model": name, "not_evaluated": reason, "n": int(n), "events": int(events)}
 
 
 def _summary(name, risk: pd.Series, groups: pd.Series, outcomes: pd.DataFrame, B: int, seed: int) -> dict[str, Any]:
     ids = risk.dropna().index.intersection(outcomes.index)
     y = outcomes.loc[ids]
+    if len(ids) < MIN_EVALUABLE or y["event"].sum() < 1:
+        return not_evaluated(name, f"only {len(ids)} patient(s) with {int(y['event'].sum())} event(s) have this "
+                                   f"model's risk and an outcome (at least {MIN_EVALUABLE} and one event needed)",
+                             n=len(ids), events=int(y["event"].sum()))
     r = risk.loc[ids].to_numpy(float)
     res = c_index_summary(y["time"], y["event"], r, n_boot=B, seed=seed)
     km = km_logrank(y["time"], y["event"], groups.loc[ids].to_numpy())
@@ -62,16 +51,28 @@ def validate(model: MultimodalRiskModel, tables: dict[str, pd.DataFrame], outcom
     """Metrics per model (each modality, ``fusion``, ``early_fusion``, ``modified_nih``) and predictions."""
     pred = model.predict(tables).set_index(ID)
     unknown = sorted(set(pred.index) - set(outcomes.index))
+    if not pred.index.intersection(outcomes.index).size:
+        raise InputError(f"no patient of the outcomes table has a row in the feature tables ({len(pred)} feature "
+                         f"row(s), {len(outcomes)} outcome(s)){id_hint(list(pred.index), list(outcomes.index))}",
+                         file=outcomes.attrs.get("source"), column=ID)
     if unknown:
         log.warning("%d predicted patient(s) have no outcome and are not evaluated: %s", len(unknown),
                     ", ".join(unknown[:10]))
+    no_features = sorted(set(outcomes.index) - set(pred.index))
+    if no_features:
+        log.warning("%d patient(s) with an outcome have no feature row in any table and are not evaluated: %s%s",
+                    len(no_features), ", ".join(no_features[:10]), id_hint(unknown, no_features))
     metrics: dict[str, Any] = {}
     for m in model.modalities_:
+        if m not in tables:
+            metrics[m] = not_evaluated(m, "modality not given for this cohort (its patients are predicted from "
+                                          "the other modalities and flagged partial)")
+            continue
         s = pred[f"score_{m}"].dropna()
         g = pd.Series(np.where(s > model.pipelines_[m].cutoff_, "high", "low"), index=s.index)
         metrics[m] = _summary(m, s, g, outcomes, bootstrap, seed)
         pipe = model.pipelines_[m]
-        if pipe.clusters_ is not None and m in tables:
+        if pipe.clusters_ is not None and "not_evaluated" not in metrics[m]:
             # the paper's grouping of slide features into clusters, frozen at fit time, tested by log-rank
             X = tables[m].set_index(ID) if ID in tables[m].columns else tables[m]
             ids = X.index.intersection(outcomes.index)
@@ -79,7 +80,11 @@ def validate(model: MultimodalRiskModel, tables: dict[str, pd.DataFrame], outcom
             km = km_logrank(outcomes.loc[ids, "time"], outcomes.loc[ids, "event"], lab)
             metrics[m]["clusters"] = {"logrank_p": km["logrank_p"], "km": km["curves"]}
     full = pred[~pred["partial"] & pred["risk"].notna()]
-    metrics["fusion"] = _summary("fusion", full["risk"], full["risk_group"], outcomes, bootstrap, seed)
+    if full.empty:
+        metrics["fusion"] = not_evaluated("fusion", "no patient of this cohort has every modality of the model; "
+                                                    "see fusion_including_partial (subset fusion models)")
+    else:
+        metrics["fusion"] = _summary("fusion", full["risk"], full["risk_group"], outcomes, bootstrap, seed)
     partial = pred[pred["partial"] & pred["risk"].notna()]
     if len(partial):
         metrics["fusion_including_partial"] = _summary("fusion_including_partial", pred["risk"].dropna(),
@@ -97,7 +102,7 @@ def validate(model: MultimodalRiskModel, tables: dict[str, pd.DataFrame], outcom
             pred["modified_nih"] = nih.reindex(pred.index)
     # calibration and Brier score of the fused model's predicted RFS
     ids = full.index.intersection(outcomes.index)
-    if len(ids) >= 20:
+    if len(ids) >= 20 and "not_evaluated" not in metrics["fusion"]:
         y = outcomes.loc[ids]
         # predicted RFS from the scores already computed above (no second pass over the tables)
         scores = full.loc[ids, [f"score_{m}" for m in model.modalities_]]

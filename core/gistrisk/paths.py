@@ -1,0 +1,51 @@
+"""Output paths checked before any work starts: never over an input, never the wrong kind of thing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+from gistrisk.errors import InputError
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
+    except OSError:
+        return False
+
+
+def check_output(out: str | Path, *, kind: str, inputs: Iterable[str | Path | None] = (), option: str = "--out") -> Path:
+    """Refuse an output that is one of the inputs or exists as the other kind (a folder where a file
+    is written, a file where a folder is).
+
+    Parameters
+    ----------
+    out : the output path
+    kind : "file" or "dir"
+    inputs : the paths the command reads (None entries ignored)
+    option : the option's name, for the message
+    """
+    if kind not in ("file", "dir"):
+        raise ValueError(f"kind must be file or dir, got {kind!r}")
+    out = Path(out)
+    for inp in inputs:
+        if inp is None:
+            continue
+        inp = Path(inp)
+        if _same(out, inp) or (inp.is_dir() and out.exists() and _inside(out, inp)):
+            raise InputError(f"{option} {out} is also an input of this command; it would be overwritten. "
+                             "Choose another output path")
+    if kind == "file" and out.is_dir():
+        raise InputError(f"{option} {out} is an existing folder; give the path of the file to write inside it")
+    if kind == "dir" and out.exists() and not out.is_dir():
+        raise InputError(f"{option} {out} is an existing file; give a folder")
+    return out
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+        return True
+    except ValueError:
+        return False
