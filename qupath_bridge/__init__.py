@@ -3,8 +3,12 @@
 Public API (imported lazily so that ``import qupath_bridge`` stays cheap):
 
 - :mod:`qupath_bridge.geojson`: ``Annotation``, ``read_annotations``, ``write_annotations``,
-  ``write_tile_predictions``, ``check_bounds``, ``map_classes``
+  ``write_tile_predictions``, ``check_bounds`` (-> ``BoundsProblem`` records), ``map_classes``
 - :mod:`qupath_bridge.project`: ``read_project`` (no QuPath needed), ``read_project_annotations`` (paquo)
+- :mod:`qupath_bridge.naming`: the image -> file name rule shared with the Groovy scripts
+- :mod:`qupath_bridge.errors`: ``QuPathInputError`` (a ValueError), ``QuPathUnavailableError``
+
+A leaf: nothing here imports ``gistrisk``.
 - ``groovy/``: scripts pathologists run in QuPath; :func:`groovy_script` gives their paths.
 """
 
@@ -20,8 +24,16 @@ _LAZY = {
     "write_annotations": "qupath_bridge.geojson",
     "write_tile_predictions": "qupath_bridge.tiles",
     "check_bounds": "qupath_bridge.bounds",
+    "BoundsProblem": "qupath_bridge.bounds",
     "map_classes": "qupath_bridge.classes",
     "QuPathBridgeWarning": "qupath_bridge.warnings_",
+    "QuPathBridgeError": "qupath_bridge.errors",
+    "QuPathInputError": "qupath_bridge.errors",
+    "QuPathUnavailableError": "qupath_bridge.errors",
+    "image_base_name": "qupath_bridge.naming",
+    "tile_predictions_file_name": "qupath_bridge.naming",
+    "annotations_file_name": "qupath_bridge.naming",
+    "file_name_clashes": "qupath_bridge.naming",
     "read_project": "qupath_bridge.project",
     "read_project_annotations": "qupath_bridge.project",
 }

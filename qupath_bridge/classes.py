@@ -8,16 +8,21 @@ import warnings
 from collections import Counter
 from typing import Sequence
 
-from gistrisk.errors import InputError
 from qupath_bridge.annotation import Annotation
+from qupath_bridge.errors import QuPathInputError
 from qupath_bridge.warnings_ import QuPathBridgeWarning
 
-#: Applied only when the target is one of the known classes (keys and values are normalised first).
+#: The one class-alias table (gistrisk.pathology uses it too): other names pathologists give the paper's
+#: tissue classes. Keys are in :func:`normalise_class` form, so "Tumor_Tissue" and "tumour tissue" both
+#: match; an alias applies only when its target is one of the known classes.
 DEFAULT_ALIASES: dict[str, str] = {
-    "bg": "background",
-    "necrotic": "necrosis",
+    "tumour tissue": "tumour",
     "muscle": "smooth muscle",
+    "muscularis": "smooth muscle",
     "muscularis propria": "smooth muscle",
+    "smoothmuscle": "smooth muscle",
+    "necrotic": "necrosis",
+    "bg": "background",
 }
 
 
@@ -55,7 +60,7 @@ def map_classes(annotations: Sequence[Annotation], known: Sequence[str], aliases
 
     Raises
     ------
-    InputError
+    QuPathInputError
         With ``strict``, naming the file, each unknown class, its count and the nearest known class.
     """
     by_key = {normalise_class(k): k for k in known}
@@ -90,7 +95,7 @@ def map_classes(annotations: Sequence[Annotation], known: Sequence[str], aliases
     if unknown:
         msg = _unknown_message(unknown, known)
         if strict:
-            raise InputError(msg, file=file)
+            raise QuPathInputError(msg, file=file)
         warnings.warn(f"{file or 'annotations'}: {msg}; those objects are left unclassified",
                       QuPathBridgeWarning, stacklevel=2)
     return out

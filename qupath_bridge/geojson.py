@@ -5,7 +5,7 @@ Coordinates are full-resolution pixels, origin top-left. Points and lines are ke
 (``Annotation.is_area`` is False). Invalid polygons are repaired and reported with a
 :class:`QuPathBridgeWarning` naming the file and the feature; with ``repair=False`` they raise.
 
-Empty files: an empty FeatureCollection raises :class:`InputError` by default (an export that
+Empty files: an empty FeatureCollection raises :class:`QuPathInputError` by default (an export that
 lost its annotations should not look like "no tumour"); ``allow_empty=True`` returns ``[]`` with a
 warning instead.
 """
@@ -19,37 +19,37 @@ import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
-from gistrisk.atomic import json_default, write_text
-from gistrisk.errors import InputError
 from qupath_bridge.annotation import Annotation
-from qupath_bridge.bounds import check_bounds
+from qupath_bridge.bounds import BoundsProblem, check_bounds
 from qupath_bridge.classes import map_classes
+from qupath_bridge.errors import QuPathInputError
 from qupath_bridge.features import annotation_to_feature, feature_to_annotation, schema_of
+from qupath_bridge.files import json_default, write_text_atomic
 from qupath_bridge.geometry import simple_polygons
 from qupath_bridge.tiles import write_tile_predictions
 from qupath_bridge.warnings_ import QuPathBridgeWarning
 
 __all__ = ["Annotation", "read_annotations", "write_annotations", "write_tile_predictions", "check_bounds",
-           "map_classes", "load_features", "QuPathBridgeWarning"]
+           "BoundsProblem", "map_classes", "load_features", "QuPathBridgeWarning", "QuPathInputError"]
 
 _MAX_LISTED = 10
 
 
 def _load_json(path: Path) -> Any:
     if not path.is_file():
-        raise InputError("GeoJSON file not found" if not path.exists() else "is not a file", file=str(path))
+        raise QuPathInputError("GeoJSON file not found" if not path.exists() else "is not a file", file=str(path))
     try:
         raw = path.read_bytes()
         if raw[:2] == b"\x1f\x8b":
             raw = gzip.decompress(raw)
         text = raw.decode("utf-8-sig")
     except (OSError, UnicodeDecodeError, EOFError) as e:
-        raise InputError(f"cannot be read as UTF-8 text ({e}); a QuPath GeoJSON export was expected",
+        raise QuPathInputError(f"cannot be read as UTF-8 text ({e}); a QuPath GeoJSON export was expected",
                          file=str(path)) from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
-        raise InputError(f"is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); "
+        raise QuPathInputError(f"is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); "
                          "a QuPath GeoJSON export was expected", file=str(path)) from None
 
 
@@ -58,7 +58,7 @@ def load_features(path: str | os.PathLike) -> list[Any]:
 
     Raises
     ------
-    InputError
+    QuPathInputError
         Missing file, not JSON, or JSON that is not GeoJSON features.
     """
     path = Path(path)
@@ -70,14 +70,14 @@ def load_features(path: str | os.PathLike) -> list[Any]:
         if kind == "FeatureCollection" or (kind is None and isinstance(doc.get("features"), list)):
             feats = doc.get("features")
             if not isinstance(feats, list):
-                raise InputError("FeatureCollection without a 'features' list", file=str(path))
+                raise QuPathInputError("FeatureCollection without a 'features' list", file=str(path))
             return feats
         if kind == "Feature":
             return [doc]
         if kind in ("Polygon", "MultiPolygon", "Point", "LineString", "MultiPoint", "MultiLineString"):
-            raise InputError(f"is a bare GeoJSON {kind} geometry, not a Feature; QuPath objects need Features",
+            raise QuPathInputError(f"is a bare GeoJSON {kind} geometry, not a Feature; QuPath objects need Features",
                              file=str(path))
-    raise InputError(f"is JSON but not GeoJSON (top level is {type(doc).__name__}"
+    raise QuPathInputError(f"is JSON but not GeoJSON (top level is {type(doc).__name__}"
                      f"{' of type ' + repr(doc.get('type')) if isinstance(doc, dict) else ''}); "
                      "expected a FeatureCollection, an array of Features or a Feature", file=str(path))
 
@@ -102,7 +102,7 @@ def read_annotations(path: str | os.PathLike, *, repair: bool = True, allow_empt
 
     Raises
     ------
-    InputError
+    QuPathInputError
         Naming the file: missing, not JSON, not GeoJSON, empty (unless allowed), or features that
         cannot be read (all of them listed, up to 10).
     """
@@ -113,7 +113,7 @@ def read_annotations(path: str | os.PathLike, *, repair: bool = True, allow_empt
             warnings.warn(f"file {path}: contains no features (empty FeatureCollection)", QuPathBridgeWarning,
                           stacklevel=2)
             return []
-        raise InputError("contains no features (empty FeatureCollection): was the export run on an image "
+        raise QuPathInputError("contains no features (empty FeatureCollection): was the export run on an image "
                          "without annotations? Pass allow_empty=True to accept it", file=str(path))
     fast = simple_polygons([f.get("geometry") if isinstance(f, dict) else None for f in feats])
     out: list[Annotation] = []
@@ -130,7 +130,7 @@ def read_annotations(path: str | os.PathLike, *, repair: bool = True, allow_empt
     if errors:
         listed = "; ".join(errors[:_MAX_LISTED])
         more = f"; and {len(errors) - _MAX_LISTED} more" if len(errors) > _MAX_LISTED else ""
-        raise InputError(f"{len(errors)} of {len(feats)} features cannot be read: {listed}{more}", file=str(path))
+        raise QuPathInputError(f"{len(errors)} of {len(feats)} features cannot be read: {listed}{more}", file=str(path))
     return out
 
 
@@ -159,5 +159,5 @@ def write_annotations(path: str | os.PathLike, annotations: Sequence[Annotation]
         doc = {"type": "FeatureCollection", "features": feats}
         if provenance is not None:
             doc["gistrisk"] = provenance
-    write_text(path, json.dumps(doc, separators=(",", ":"), default=json_default) + "\n")
+    write_text_atomic(path, json.dumps(doc, separators=(",", ":"), default=json_default) + "\n")
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from paquo.projects import QuPathProject  # noqa: E402  (fails here without paquo/QuPath, by design)
 
-from gistrisk.errors import InputError
 from qupath_bridge.annotation import Annotation
+from qupath_bridge.errors import QuPathInputError
 from qupath_bridge.features import feature_to_annotation
 from qupath_bridge.warnings_ import QuPathBridgeWarning
 
@@ -42,7 +42,7 @@ def read_with_paquo(qpproj: Path, *, object_types: tuple[str, ...] = ("annotatio
                 try:
                     ann = feature_to_annotation(obj.to_geojson(), i, repair=repair)
                 except ValueError as e:
-                    raise InputError(f"image {image.image_name!r}: {e}", file=str(qpproj)) from None
+                    raise QuPathInputError(f"image {image.image_name!r}: {e}", file=str(qpproj)) from None
                 for issue in ann.issues:
                     warnings.warn(f"file {qpproj}: image {image.image_name!r}: {issue}", QuPathBridgeWarning,
                                   stacklevel=2)

@@ -17,9 +17,10 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Sequence
 from urllib.parse import unquote, urlparse
 
-from gistrisk.errors import GistRiskError, InputError
 from qupath_bridge.annotation import Annotation
 from qupath_bridge.colors import parse_color
+from qupath_bridge.errors import QuPathInputError, QuPathUnavailableError
+from qupath_bridge.naming import image_base_name
 
 _MICRON_UNITS = {"µm", "μm", "um", "micron", "microns", "microm"}
 
@@ -98,15 +99,14 @@ class QuPathProjectInfo:
 
     def image(self, name: str) -> ProjectImage:
         """The entry called ``name``: exactly, else by the base name the Groovy export gives its GeoJSON
-        (``naming.image_base_name``), so a file stem maps back to its image; InputError if none."""
-        from qupath_bridge.naming import image_base_name
-
+        (``naming.image_base_name``), so a file stem maps back to its image; QuPathInputError if none."""
         for match in (lambda im: im.name == name, lambda im: image_base_name(im.name) == name,
                       lambda im: image_base_name(im.name) == image_base_name(name)):
             found = [im for im in self.images if match(im)]
             if found:
                 return found[0]
-        raise InputError(f"no image named {name!r} in the project ({len(self.images)} images)", file=str(self.path))
+        raise QuPathInputError(f"no image named {name!r} in the project ({len(self.images)} images)",
+                               file=str(self.path))
 
 
 def uri_to_path(uri: str | None) -> str | None:
@@ -153,7 +153,8 @@ def _mpp(meta: dict[str, Any]) -> float | None:
 def _entry(e: dict[str, Any], project_dir: Path | None, file: str) -> ProjectImage:
     sb = e.get("serverBuilder")
     if not isinstance(sb, dict):
-        raise InputError(f"image entry {e.get('entryID')} ({e.get('imageName')!r}) has no serverBuilder", file=file)
+        raise QuPathInputError(f"image entry {e.get('entryID')} ({e.get('imageName')!r}) has no serverBuilder",
+                               file=file)
     types, inner, outer_meta = _builder_chain(sb)
     meta = outer_meta or inner.get("metadata") or {}
     entry_id = int(e.get("entryID", -1))
@@ -191,7 +192,7 @@ def _project_file(path: str | os.PathLike) -> Path:
     if p.is_dir():
         p = p / "project.qpproj"
     if not p.is_file():
-        raise InputError("QuPath project file not found (give project.qpproj or its folder)", file=str(p))
+        raise QuPathInputError("QuPath project file not found (give project.qpproj or its folder)", file=str(p))
     return p
 
 
@@ -205,7 +206,7 @@ def read_project(path: str | os.PathLike) -> QuPathProjectInfo:
 
     Raises
     ------
-    InputError
+    QuPathInputError
         Naming the file: missing, not JSON, no ``images`` list, or an entry without a server builder.
     """
     qp = _project_file(path)
@@ -213,11 +214,12 @@ def read_project(path: str | os.PathLike) -> QuPathProjectInfo:
     try:
         doc = json.loads(qp.read_text(encoding="utf-8-sig"))
     except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"cannot be read ({e})", file=file) from None
+        raise QuPathInputError(f"cannot be read ({e})", file=file) from None
     except json.JSONDecodeError as e:
-        raise InputError(f"is not a QuPath project: not valid JSON (line {e.lineno}: {e.msg})", file=file) from None
+        raise QuPathInputError(f"is not a QuPath project: not valid JSON (line {e.lineno}: {e.msg})",
+                               file=file) from None
     if not isinstance(doc, dict) or not isinstance(doc.get("images"), list):
-        raise InputError("is not a QuPath project: no 'images' list", file=file)
+        raise QuPathInputError("is not a QuPath project: no 'images' list", file=file)
     project_dir = qp.parent if (qp.parent / "data").is_dir() else None
     images = [_entry(e, project_dir, file) for e in doc["images"] if isinstance(e, dict)]
     orphans: list[Path] = []
@@ -235,7 +237,7 @@ def _classes(path: Path) -> list[tuple[str, tuple[int, int, int] | None]]:
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as e:
-        raise InputError(f"project classes file is not valid JSON ({e})", file=str(path)) from None
+        raise QuPathInputError(f"project classes file is not valid JSON ({e})", file=str(path)) from None
     return [(str(c.get("name")), parse_color(c.get("color"))) for c in doc.get("pathClasses", [])
             if isinstance(c, dict) and c.get("name") is not None]
 
@@ -291,13 +293,13 @@ def read_project_annotations(path: str | os.PathLike, *, object_types: tuple[str
 
     Raises
     ------
-    GistRiskError
+    QuPathUnavailableError
         When paquo or QuPath is missing (with what to install).
     """
     try:
         from qupath_bridge.paquo_reader import read_with_paquo
     except Exception as e:  # noqa: BLE001  ImportError without paquo; paquo's own errors without QuPath
-        raise GistRiskError(
+        raise QuPathUnavailableError(
             "reading QuPath objects from a project needs paquo and a QuPath install "
             f"(pip install 'slicergistrisk[qupath]'; then set PAQUO_QUPATH_DIR): {e}. "
             "Without QuPath, export GeoJSON with qupath_bridge/groovy/export_annotations_geojson.groovy"

@@ -17,10 +17,10 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from gistrisk.atomic import write_text
-from gistrisk.errors import InputError
 from qupath_bridge.classes import normalise_class
 from qupath_bridge.colors import class_color
+from qupath_bridge.errors import QuPathInputError
+from qupath_bridge.files import write_text_atomic
 from qupath_bridge.warnings_ import QuPathBridgeWarning
 
 TUMOUR_MEASUREMENT = "tumour probability"
@@ -38,10 +38,10 @@ def _numeric(df: pd.DataFrame, col: str, file: str) -> np.ndarray:
     try:
         v = pd.to_numeric(df[col], errors="raise").to_numpy(dtype=float)
     except (ValueError, TypeError) as e:
-        raise InputError(f"tile table column is not numeric ({e})", file=file, column=col) from None
+        raise QuPathInputError(f"tile table column is not numeric ({e})", file=file, column=col) from None
     bad = ~np.isfinite(v)
     if bad.any():
-        raise InputError(f"tile table has missing or infinite values in {_rows(df, bad)}", file=file, column=col)
+        raise QuPathInputError(f"tile table has missing or infinite values in {_rows(df, bad)}", file=file, column=col)
     return v
 
 
@@ -74,7 +74,7 @@ def write_tile_predictions(path: str | os.PathLike, tiles: pd.DataFrame, *, tile
 
     Raises
     ------
-    InputError
+    QuPathInputError
         Naming the file and column: missing columns, non-numeric or missing values, probabilities
         outside [0, 1], predicted classes not in ``classes``, no tumour class.
     """
@@ -86,16 +86,16 @@ def write_tile_predictions(path: str | os.PathLike, tiles: pd.DataFrame, *, tile
         raise ValueError("classes is empty")
     for col in ("x", "y"):
         if col not in tiles.columns:
-            raise InputError(f"tile table has no {col!r} column (top-left level-0 pixel)", file=file, column=col)
+            raise QuPathInputError(f"tile table has no {col!r} column (top-left level-0 pixel)", file=file, column=col)
     prob_cols = [f"{prob_prefix}{c}" for c in classes]
     missing = [c for c in prob_cols if c not in tiles.columns]
     if missing:
-        raise InputError(f"tile table lacks probability columns {missing} (one per class)", file=file,
+        raise QuPathInputError(f"tile table lacks probability columns {missing} (one per class)", file=file,
                          column=missing[0])
     if tumour_class is None:
         found = [c for c in classes if normalise_class(c) == "tumour"]
         if not found:
-            raise InputError(f"no tumour class among {classes}; pass tumour_class=", file=file)
+            raise QuPathInputError(f"no tumour class among {classes}; pass tumour_class=", file=file)
         tumour_class = found[0]
     elif tumour_class not in classes:
         raise ValueError(f"tumour_class {tumour_class!r} is not one of {classes}")
@@ -104,13 +104,13 @@ def write_tile_predictions(path: str | os.PathLike, tiles: pd.DataFrame, *, tile
     w = _numeric(tiles, "width", file) if "width" in tiles.columns else np.full(len(tiles), float(tile_size_px))
     h = _numeric(tiles, "height", file) if "height" in tiles.columns else np.full(len(tiles), float(tile_size_px))
     if ((w <= 0) | (h <= 0)).any():
-        raise InputError(f"tiles with non-positive size in {_rows(tiles, (w <= 0) | (h <= 0))}", file=file,
+        raise QuPathInputError(f"tiles with non-positive size in {_rows(tiles, (w <= 0) | (h <= 0))}", file=file,
                          column="width")
     probs = (np.column_stack([_numeric(tiles, c, file) for c in prob_cols]) if len(tiles)
              else np.zeros((0, len(classes))))
     bad = ((probs < -_PROB_TOL) | (probs > 1 + _PROB_TOL)).any(axis=1)
     if bad.any():
-        raise InputError(f"probabilities outside [0, 1] in {_rows(tiles, bad)}", file=file, column=prob_cols[0])
+        raise QuPathInputError(f"probabilities outside [0, 1] in {_rows(tiles, bad)}", file=file, column=prob_cols[0])
     pred = _predicted(tiles, classes, probs, class_column, file)
 
     colors = {c: list(class_color(c)) for c in classes}
@@ -134,7 +134,7 @@ def write_tile_predictions(path: str | os.PathLike, tiles: pd.DataFrame, *, tile
     doc: dict[str, Any] = {"type": "FeatureCollection", "features": feats}
     if provenance is not None:
         doc["gistrisk"] = provenance
-    write_text(path, json.dumps(doc, separators=(",", ":")) + "\n")
+    write_text_atomic(path, json.dumps(doc, separators=(",", ":")) + "\n")
 
 
 def _n(v: float) -> float | int:
@@ -147,18 +147,18 @@ def _predicted(tiles: pd.DataFrame, classes: list[str], probs: np.ndarray, class
     if col is None:
         return [classes[j] for j in probs.argmax(axis=1)] if len(tiles) else []
     if col not in tiles.columns:
-        raise InputError("tile table has no such predicted-class column", file=file, column=col)
+        raise QuPathInputError("tile table has no such predicted-class column", file=file, column=col)
     values = tiles[col]
     if pd.api.types.is_integer_dtype(values):
         bad = (values < 0) | (values >= len(classes))
         if bad.any():
-            raise InputError(f"class index out of range 0..{len(classes) - 1} in {_rows(tiles, bad.to_numpy())}",
+            raise QuPathInputError(f"class index out of range 0..{len(classes) - 1} in {_rows(tiles, bad.to_numpy())}",
                              file=file, column=col)
         return [classes[int(v)] for v in values]
     names = values.astype(str).tolist()
     bad = np.array([n not in classes for n in names])
     if bad.any():
         unknown = sorted({n for n, b in zip(names, bad) if b})
-        raise InputError(f"predicted classes {unknown} are not among {classes} ({_rows(tiles, bad)})",
+        raise QuPathInputError(f"predicted classes {unknown} are not among {classes} ({_rows(tiles, bad)})",
                          file=file, column=col)
     return names

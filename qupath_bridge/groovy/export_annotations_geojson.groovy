@@ -6,9 +6,11 @@
  *          one file per image, named <image name without its extension>.geojson (characters other
  *          than letters, digits, '.', '_', '-' and space become '_'). The files are what
  *          qupath_bridge.geojson.read_annotations and `gistrisk pathology tiles` read.
+ *          Images of one project whose names give the same file name (case ignored) are refused
+ *          with an error naming them, never overwritten: rename all but one in QuPath.
  * QuPath version: written for 0.4-0.6, not run here: no QuPath on the build machines.
  *          The output form (exportObjectsToGeoJson with "FEATURE_COLLECTION") is covered by
- *          tests/qupath_bridge/test_groovy.py through a fixture in that form.
+ *          tests/qupath_bridge/test_qp_groovy.py through a fixture in that form.
  * Run:     GUI: Automate > Script editor, open this file, then Run > Run for project
  *          (or Run, for the open image only).
  *          Headless: QuPath script -p /path/to/project.qpproj -a outputDir=/path/to/out export_annotations_geojson.groovy
@@ -45,7 +47,23 @@ if (imageData == null)
     throw new IllegalStateException('No image is open: open an image or use Run for project')
 def entry = getProjectEntry()
 String imageName = entry != null ? entry.getImageName() : imageData.getServer().getMetadata().getName()
-String baseName = imageName.replaceAll('\\.[^.]*$', '').replaceAll('[^A-Za-z0-9._ -]', '_')
+
+// File-name rule, the same as qupath_bridge/naming.py (tests compare them): drop the last extension,
+// then every character other than letters, digits, '.', '_', '-' and space becomes '_'.
+def baseNameOf = { String name -> name.replaceAll('\\.[^.]*$', '').replaceAll('[^A-Za-z0-9._ -]', '_') }
+String baseName = baseNameOf(imageName)
+
+// Images of the project whose names give the same file name (case ignored, as on Windows and macOS)
+// would overwrite each other's file: stop, naming them.
+def qpProject = getProject()
+if (qpProject != null) {
+    def sharing = qpProject.getImageList().findAll { baseNameOf(it.getImageName()).equalsIgnoreCase(baseName) }
+    if (sharing.size() > 1)
+        throw new IllegalStateException("SlicerGISTRisk: images " +
+                sharing.collect { "'" + it.getImageName() + "'" }.join(', ') +
+                " of this project have the same file name '" + baseName + '.geojson' + "'; " +
+                "rename all but one (right-click the image > Rename image) and run again")
+}
 
 String outDir = params.outputDir ? params.outputDir : buildFilePath(PROJECT_BASE_DIR, 'annotations_geojson')
 mkdirs(outDir)

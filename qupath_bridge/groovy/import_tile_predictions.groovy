@@ -7,9 +7,12 @@
  *          the classifier on the slide: Measure > Show measurement maps > "tumour probability".
  *          The file is the one qupath_bridge.geojson.write_tile_predictions writes (QuPath 0.4+ GeoJSON),
  *          looked up as <image name without its extension><fileSuffix> in inputDir (same name
- *          rule as export_annotations_geojson.groovy).
+ *          rule as export_annotations_geojson.groovy; `gistrisk pathology features --review-geojson`
+ *          names the files by this rule from each slide's file name). Images of one project whose
+ *          names give the same file name (case ignored) are refused with an error naming them:
+ *          the file cannot say which of them it belongs to.
  * QuPath version: written for 0.4-0.6, not run here: no QuPath on the build machines.
- *          The input form is covered by tests/qupath_bridge/test_groovy.py and test_tiles.py.
+ *          The input form is covered by tests/qupath_bridge/test_qp_groovy.py and test_qp_tiles.py.
  * Run:     GUI: Automate > Script editor, open this file, then Run > Run for project (or Run, for the open image).
  *          Headless: QuPath script -p /path/to/project.qpproj -s -a inputDir=/path/to/predictions import_tile_predictions.groovy
  *          (-s saves the added objects into the project; without it nothing is kept).
@@ -45,7 +48,23 @@ if (imageData == null)
     throw new IllegalStateException('No image is open: open an image or use Run for project')
 def entry = getProjectEntry()
 String imageName = entry != null ? entry.getImageName() : imageData.getServer().getMetadata().getName()
-String baseName = imageName.replaceAll('\\.[^.]*$', '').replaceAll('[^A-Za-z0-9._ -]', '_')
+
+// File-name rule, the same as qupath_bridge/naming.py (tests compare them): drop the last extension,
+// then every character other than letters, digits, '.', '_', '-' and space becomes '_'.
+def baseNameOf = { String name -> name.replaceAll('\\.[^.]*$', '').replaceAll('[^A-Za-z0-9._ -]', '_') }
+String baseName = baseNameOf(imageName)
+
+// Images of the project whose names give the same file name (case ignored, as on Windows and macOS)
+// would read the same file, which belongs to one of them only: stop, naming them.
+def qpProject = getProject()
+if (qpProject != null) {
+    def sharing = qpProject.getImageList().findAll { baseNameOf(it.getImageName()).equalsIgnoreCase(baseName) }
+    if (sharing.size() > 1)
+        throw new IllegalStateException("SlicerGISTRisk: images " +
+                sharing.collect { "'" + it.getImageName() + "'" }.join(', ') +
+                " of this project have the same file name '" + baseName + params.fileSuffix + "'; " +
+                "rename the slide files (gistrisk names the file after the slide file) and the images, so the names differ")
+}
 
 String inDir = params.inputDir ? params.inputDir : buildFilePath(PROJECT_BASE_DIR, 'tile_predictions')
 File file = new File(buildFilePath(inDir, baseName + params.fileSuffix))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gistrisk.errors import InputError
+from qupath_bridge.errors import QuPathInputError
 from qupath_bridge.geojson import QuPathBridgeWarning, map_classes, read_annotations
 
 TISSUE = ["tumour", "stroma", "mucosa", "smooth muscle", "necrosis", "background"]
@@ -32,7 +32,7 @@ def test_unknown_class_names_file_class_count_and_hint(shared_data: Path):
     path = shared_data / "qupath" / "geojson" / "v0.4_coscia_2023_02_02__CD163_CD31_CDH1.geojson"
     anns = read_annotations(path)
     known = ["vessels", "Macrophages", "Macrophages2", "STB", "STB_2", "CTB", "CTB2", "CellColumn"]
-    with pytest.raises(InputError) as e:
+    with pytest.raises(QuPathInputError) as e:
         map_classes(anns, known, file=str(path))
     msg = str(e.value)
     # the real file has a misspelt class: "Macropages" (10 objects)
@@ -59,7 +59,7 @@ def test_default_aliases_only_when_target_known(qp_fixture: Path):
     ann = read_annotations(qp_fixture)[0]
     bg, muscle = replace(ann, class_name="BG"), replace(ann, class_name="Muscularis propria")
     assert [a.class_name for a in map_classes([bg, muscle], TISSUE)] == ["background", "smooth muscle"]
-    with pytest.raises(InputError, match="unknown classes 'BG'"):
+    with pytest.raises(QuPathInputError, match="unknown classes 'BG'"):
         map_classes([bg, muscle], ["tumour"])
 
 

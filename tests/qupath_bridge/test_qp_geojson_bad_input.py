@@ -1,4 +1,4 @@
-"""Bad GeoJSON: repaired and reported, or a clear InputError naming the file and the feature."""
+"""Bad GeoJSON: repaired and reported, or a clear QuPathInputError naming the file and the feature."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gistrisk.errors import InputError
+from qupath_bridge.errors import QuPathInputError
 from qupath_bridge.annotation import Annotation
 from qupath_bridge.geojson import QuPathBridgeWarning, check_bounds, read_annotations
 
@@ -46,7 +46,7 @@ def test_bowtie_is_repaired_with_a_warning_naming_file_and_feature(tmp_path: Pat
 
 def test_bowtie_without_repair_raises(tmp_path: Path):
     path = _write(tmp_path / "bowtie.geojson", [_feature(BOWTIE)])
-    with pytest.raises(InputError) as e:
+    with pytest.raises(QuPathInputError) as e:
         read_annotations(path, repair=False)
     assert str(path) in str(e.value) and "feature 0" in str(e.value) and "not a valid polygon" in str(e.value)
 
@@ -57,7 +57,7 @@ def test_unclosed_ring_is_closed_with_a_warning(tmp_path: Path):
     with pytest.warns(QuPathBridgeWarning, match=r"outer ring was not closed"):
         (ann,) = read_annotations(path)
     assert ann.geometry.area == pytest.approx(200 * 100)
-    with pytest.raises(InputError, match="not closed"):
+    with pytest.raises(QuPathInputError, match="not closed"):
         read_annotations(path, repair=False)
 
 
@@ -85,7 +85,7 @@ def test_unreadable_features_are_all_listed(tmp_path: Path):
              _feature([[[0, 0], [1, float("nan")], [2, 2], [0, 0]]], fid="bad-2"),
              {"type": "Feature", "properties": {}}]
     path = _write(tmp_path / "broken.geojson", feats)
-    with pytest.raises(InputError) as e:
+    with pytest.raises(QuPathInputError) as e:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", QuPathBridgeWarning)
             read_annotations(path)
@@ -96,7 +96,7 @@ def test_unreadable_features_are_all_listed(tmp_path: Path):
 
 def test_empty_feature_collection(tmp_path: Path):
     path = _write(tmp_path / "empty.geojson", [])
-    with pytest.raises(InputError, match="contains no features") as e:
+    with pytest.raises(QuPathInputError, match="contains no features") as e:
         read_annotations(path)
     assert e.value.file == str(path)
     with pytest.warns(QuPathBridgeWarning, match="no features"):
@@ -105,24 +105,24 @@ def test_empty_feature_collection(tmp_path: Path):
 
 def test_garbage_files(tmp_path: Path, cmu_slide: Path, shared_data: Path):
     # a real binary file (the slide itself) given by mistake
-    with pytest.raises(InputError, match="cannot be read as UTF-8|not valid JSON") as e:
+    with pytest.raises(QuPathInputError, match="cannot be read as UTF-8|not valid JSON") as e:
         read_annotations(cmu_slide)
     assert str(cmu_slide) in str(e.value)
     # text that is not JSON
     txt = tmp_path / "notes.geojson"
     txt.write_text("Tumour region drawn on slide 3\n")
-    with pytest.raises(InputError, match=r"not valid JSON \(line 1"):
+    with pytest.raises(QuPathInputError, match=r"not valid JSON \(line 1"):
         read_annotations(txt)
     # JSON that is not GeoJSON: a QuPath project file
     qpproj = shared_data / "qupath" / "projects" / "josenimo_Test_QuPath_Project_v0.4.1" / "project.qpproj"
-    with pytest.raises(InputError, match="JSON but not GeoJSON") as e:
+    with pytest.raises(QuPathInputError, match="JSON but not GeoJSON") as e:
         read_annotations(qpproj)
     assert str(qpproj) in str(e.value)
     # a bare geometry
-    with pytest.raises(InputError, match="bare GeoJSON Polygon"):
+    with pytest.raises(QuPathInputError, match="bare GeoJSON Polygon"):
         read_annotations(_write(tmp_path / "geom.json", {"type": "Polygon", "coordinates": BOWTIE}))
     # no such file
-    with pytest.raises(InputError, match="not found"):
+    with pytest.raises(QuPathInputError, match="not found"):
         read_annotations(tmp_path / "missing.geojson")
 
 
@@ -143,7 +143,7 @@ def test_bounds_against_the_real_slide(cmu_slide: Path, qp_fixture: Path, shared
     assert check_bounds(anns, width, height, file=str(qp_fixture)) == []
     # An export from another (much larger) slide: every object lies outside this one.
     other = read_annotations(shared_data / "qupath" / "geojson" / "v0.4_coscia_03012023_JN.geojson")
-    problems = check_bounds(other, width, height, file="JN.geojson")
+    problems = [str(p) for p in check_bounds(other, width, height, file="JN.geojson")]
     assert len(problems) == len(other)
     assert all(p.startswith("file JN.geojson: object") for p in problems)
     assert all("entirely outside the slide" in p and "2220x2967" in p for p in problems)
@@ -157,7 +157,7 @@ def test_bounds_partly_outside_and_empty():
     edge = Annotation(Polygon([(2200, 10), (2300, 10), (2300, 50), (2200, 50)]), class_name="Tumor", id="edge-1")
     negative = Annotation(Polygon([(-5, 10), (50, 10), (50, 50)]), name="neg")
     empty = Annotation(Point())
-    problems = check_bounds([inside, edge, negative, empty], 2220, 2967)
+    problems = [str(p) for p in check_bounds([inside, edge, negative, empty], 2220, 2967)]
     assert len(problems) == 3
     assert "object 1 (id edge-1, class 'Tumor') extends outside" in problems[0] and "x 2200..2300" in problems[0]
     assert "object 2 (name 'neg') extends outside" in problems[1]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gistrisk.errors import GistRiskError, InputError
+from qupath_bridge.errors import QuPathInputError, QuPathUnavailableError
 from qupath_bridge.geojson import read_annotations
 from qupath_bridge.project import locate_image, read_project, read_project_annotations, uri_to_path
 
@@ -76,7 +76,7 @@ def test_v032_bare_qpproj_434_entries(shared_data: Path):
     first = p.images[0]
     assert (first.width, first.height, first.mpp) == (176501, 85037, 0.252)
     assert p.image("TCGA-D5-5539-01Z-00-DX1.9c46fe78-2adb-4f49-9141-cda135c2c90b") is first  # by stem
-    with pytest.raises(InputError, match="no image named 'nope.svs'"):
+    with pytest.raises(QuPathInputError, match="no image named 'nope.svs'"):
         p.image("nope.svs")
 
 
@@ -105,23 +105,24 @@ def test_locate_moved_slide(tmp_path: Path, shared_data: Path, cmu_slide: Path):
 
 
 def test_bad_project_files(tmp_path: Path, qp_fixture: Path):
-    with pytest.raises(InputError, match="project file not found"):
+    with pytest.raises(QuPathInputError, match="project file not found"):
         read_project(tmp_path)
-    with pytest.raises(InputError, match="no 'images' list") as e:
+    with pytest.raises(QuPathInputError, match="no 'images' list") as e:
         read_project(qp_fixture)  # a GeoJSON given as a project
     assert str(qp_fixture) in str(e.value)
     bad = tmp_path / "project.qpproj"
     bad.write_text("{not json")
-    with pytest.raises(InputError, match="not valid JSON"):
+    with pytest.raises(QuPathInputError, match="not valid JSON"):
         read_project(bad)
     bad.write_text(json.dumps({"version": "0.5.1", "images": [{"entryID": 3, "imageName": "x.svs"}]}))
-    with pytest.raises(InputError, match=r"image entry 3 \('x.svs'\) has no serverBuilder"):
+    with pytest.raises(QuPathInputError, match=r"image entry 3 \('x.svs'\) has no serverBuilder"):
         read_project(bad)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("paquo") is not None, reason="paquo is installed here")
 def test_without_paquo_the_error_says_what_to_install(shared_data: Path):
-    with pytest.raises(GistRiskError, match=r"needs paquo and a QuPath install.*export_annotations_geojson.groovy"):
+    with pytest.raises(QuPathUnavailableError,
+                       match=r"needs paquo and a QuPath install.*export_annotations_geojson.groovy"):
         read_project_annotations(shared_data / PROJECTS / "josenimo_Test_QuPath_Project_v0.4.1")
 
 

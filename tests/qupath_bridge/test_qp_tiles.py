@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gistrisk.errors import InputError
+from qupath_bridge.errors import QuPathInputError
 from qupath_bridge.geojson import QuPathBridgeWarning, check_bounds, read_annotations, write_tile_predictions
 
 CLASSES = ["tumour", "stroma", "necrosis", "background"]
@@ -79,7 +79,7 @@ def test_width_height_columns_and_custom_prefix_and_tumour_class(tmp_path: Path)
     assert [a.geometry.area for a in back] == [448 * 448] * 2
     assert [a.measurements["tumour probability"] for a in back] == [0.9, 0.2]
     assert [a.class_name for a in back] == ["Tumor", "Other"]
-    with pytest.raises(InputError, match="no tumour class"):
+    with pytest.raises(QuPathInputError, match="no tumour class"):
         write_tile_predictions(out, df.rename(columns={"p_Tumor": "p_A"}), tile_size_px=224, classes=["A", "Other"],
                                prob_prefix="p_")
     write_tile_predictions(out, df.rename(columns={"p_Tumor": "p_A"}), tile_size_px=224, classes=["A", "Other"],
@@ -97,7 +97,7 @@ def test_width_height_columns_and_custom_prefix_and_tumour_class(tmp_path: Path)
 ])
 def test_bad_tables_name_file_and_column(tmp_path: Path, mutate, match, column):
     out = tmp_path / "bad.geojson"
-    with pytest.raises(InputError, match=match) as e:
+    with pytest.raises(QuPathInputError, match=match) as e:
         write_tile_predictions(out, mutate(_grid()), tile_size_px=TILE, classes=CLASSES)
     assert e.value.file == str(out) and e.value.column == column
     assert not out.exists()  # nothing half-written

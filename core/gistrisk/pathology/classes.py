@@ -1,4 +1,4 @@
-"""The six tissue classes of the paper and the QuPath class names that map onto them."""
+"""The six tissue classes of the paper (their QuPath aliases live in qupath_bridge.classes)."""
 
 from __future__ import annotations
 
@@ -6,18 +6,8 @@ from __future__ import annotations
 CLASSES: tuple[str, ...] = ("tumour", "stroma", "mucosa", "smooth muscle", "necrosis", "background")
 TUMOUR = "tumour"
 
-#: Common spellings in QuPath projects (compared case-insensitively by the bridge).
-ALIASES: dict[str, str] = {
-    "tumor": "tumour",
-    "tumour tissue": "tumour",
-    "tumor tissue": "tumour",
-    "smooth_muscle": "smooth muscle",
-    "smoothmuscle": "smooth muscle",
-    "muscle": "smooth muscle",
-    "muscularis": "smooth muscle",
-    "necrotic": "necrosis",
-    "bg": "background",
-}
+#: Other names pathologists give these classes in QuPath: the one table is
+#: ``qupath_bridge.classes.DEFAULT_ALIASES`` (the bridge applies it when mapping classes).
 
 #: ImageNet normalisation, used by the ImageNet-initialised ResNet50 and stored in every classifier.
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)

@@ -10,6 +10,8 @@ import typer
 from gistrisk.errors import InputError
 from gistrisk.pathology.checks import check_int, check_number
 from gistrisk.paths import check_output
+from qupath_bridge import groovy_script
+from qupath_bridge.naming import RULE, file_name_clashes, tile_predictions_file_name
 
 app = typer.Typer(no_args_is_help=True, help="H&E slides: tiles, tissue classifier, slide features.")
 
@@ -190,7 +192,11 @@ def train(
     "--scheduler tcp://host:8786\n\n"
     "Re-running resumes: finished slides are read from <out stem>.cache/. Failed slides are listed in "
     "<out stem>.failures.csv (exit code 1); slides without tumour tiles get NaN features, flag "
-    "'no_tumour_tiles' and a line in the failures file. --out is the table file, not a folder."))
+    "'no_tumour_tiles' and a line in the failures file. --out is the table file, not a folder. "
+    "--review-geojson writes one <slide file name without extension>.tiles.geojson per slide (characters "
+    "other than letters, digits, '.', '_', '-' and space become '_'), the name "
+    "qupath_bridge/groovy/import_tile_predictions.groovy looks for; slides whose names give the same "
+    "file are refused."))
 def features(
     classifier: Path = typer.Option(..., "--classifier", help="Classifier folder (or its .safetensors)."),
     slides: Optional[Path] = typer.Option(None, "--slides", help="A folder of slides."),
@@ -208,7 +214,8 @@ def features(
     jobs: int = typer.Option(1, "--jobs", help="Slides processed in parallel (local processes)."),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler address tcp://host:port."),
     review_geojson: Optional[Path] = typer.Option(None, "--review-geojson",
-                                                  help="Folder for per-tile QuPath GeoJSON predictions."),
+                                                  help="Folder for per-tile QuPath GeoJSON predictions, named "
+                                                       "as import_tile_predictions.groovy looks for them."),
     stain_normalise: Optional[str] = typer.Option(None, "--stain-normalise",
                                                   help=_STAIN_HELP + " Default: the classifier's training setting."),
 ) -> None:
@@ -244,6 +251,7 @@ def features(
         typer.echo(f"warning: {stain_warning}", err=True)
     tcfg = TileConfig(tile_size=header["tile_size"], target_mpp=float(header["mpp"]), min_tissue_fraction=min_tissue)
     entries = _entries(slides, manifest, mpp, mpp_override)
+    review_names = _review_file_names(entries) if review_geojson else {}
     params = {"classifier_sha256": clf_hash, "tile_config": tcfg.to_dict(), "feature": fcfg.to_dict(),
               "backend": backend, "stain": stain.to_dict()}
     if review_geojson:
@@ -251,7 +259,7 @@ def features(
     cache = out.with_name(out.stem + ".cache")
     items = []
     for e in entries:
-        geo = str(review_geojson / f"{e.slide_id}.tiles.geojson") if review_geojson else None
+        geo = str(review_geojson / review_names[e.slide_id]) if review_geojson else None
         inputs = {"slide": e.slide, "slide_id": e.slide_id, "patient_id": e.patient_id, "mpp": e.mpp,
                   "mpp_override": e.mpp_override, "classifier": str(clf_file.resolve()), "inference": infer,
                   "review_geojson": geo,
@@ -286,8 +294,24 @@ def features(
                           n_failed=len(res.failures), n_no_tumour=len(flagged), skipped_cached=res.skipped_cached))
     typer.echo(f"{out}: {len(results)} slides ({res.skipped_cached} from cache), {len(flagged)} without tumour "
                f"tiles, {len(res.failures)} failed" + (f" (see {_beside(out, '.failures.csv')})" if len(fails) else ""))
+    if review_geojson:
+        typer.echo(f"{review_geojson}: tile predictions for QuPath; import them with "
+                   f"{groovy_script('import_tile_predictions')} (inputDir={review_geojson})")
     if res.failures:
         raise typer.Exit(1)
+
+
+def _review_file_names(entries) -> dict[str, str]:
+    """{slide_id: review GeoJSON file name}, by the QuPath rule from the slide file's name (QuPath's image
+    name). Slides whose names give one file are refused: the file could not say which slide it is."""
+    names = [Path(e.slide).name for e in entries]
+    clashes = file_name_clashes(names)
+    if clashes:
+        listed = "; ".join(" and ".join(entries[i].slide for i in c.indices) + f" would both be {c.file_name}"
+                           for c in clashes[:5])
+        raise InputError(f"--review-geojson: {listed}{' ...' if len(clashes) > 5 else ''}. The QuPath import "
+                         f"script finds a slide's file by {RULE}; rename the slide files so the names differ")
+    return {e.slide_id: tile_predictions_file_name(n) for e, n in zip(entries, names)}
 
 
 def _beside(out: Path, suffix: str) -> Path:

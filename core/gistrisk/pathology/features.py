@@ -8,9 +8,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from gistrisk.pathology.annotations import bridge_errors
 from gistrisk.pathology.checks import check_number
 from gistrisk.pathology.classes import TUMOUR
 from gistrisk.pathology.model import FEATURE_DIM
+from qupath_bridge.tiles import write_tile_predictions
 
 FEATURE_COLUMNS = [f"path_{i:04d}" for i in range(FEATURE_DIM)]
 FLAG_NO_TUMOUR = "no_tumour_tiles"
@@ -78,9 +80,11 @@ def tile_predictions_frame(tiles: pd.DataFrame, probs: np.ndarray, classes: list
 
 
 def write_review_geojson(path: str | Path, preds: pd.DataFrame, classes: list[str], provenance: dict) -> None:
-    """Per-tile predictions as QuPath GeoJSON (tiles classified, tumour probability as a measurement)."""
-    from qupath_bridge.geojson import write_tile_predictions
+    """Per-tile predictions as QuPath GeoJSON (tiles classified, tumour probability as a measurement).
 
+    Name the file with ``qupath_bridge.naming.tile_predictions_file_name(<slide file name>)`` so that
+    groovy/import_tile_predictions.groovy finds it. Raises InputError for a bad table."""
     size = int(preds["width"].iloc[0]) if len(preds) else 1
-    write_tile_predictions(path, preds, tile_size_px=size, classes=classes, class_column="predicted_class",
-                           provenance=provenance)
+    with bridge_errors():
+        write_tile_predictions(path, preds, tile_size_px=size, classes=classes, class_column="predicted_class",
+                               provenance=provenance)

@@ -14,12 +14,7 @@ import numpy as np
 from shapely.geometry import box, mapping
 
 from gistrisk.atomic import write_json
-
-#: QuPath class colours ([r, g, b]) for the six classes (same palette as qupath_bridge).
-COLORS: dict[str, list[int]] = {
-    "tumour": [200, 0, 0], "stroma": [150, 200, 150], "mucosa": [255, 170, 60],
-    "smooth muscle": [160, 90, 160], "necrosis": [90, 60, 30], "background": [220, 220, 220],
-}
+from qupath_bridge.colors import class_color
 
 
 def _round(obj: Any) -> Any:
@@ -54,7 +49,8 @@ def partial_annotations(rng: np.random.Generator, regions: dict[str, Any],
 
 
 def feature_collection(rng: np.random.Generator, annotations: list[tuple[str, Any]]) -> dict[str, Any]:
-    """QuPath 0.4+ GeoJSON: Features with a UUID id, objectType "annotation", classification."""
+    """QuPath 0.4+ GeoJSON: Features with a UUID id, objectType "annotation", classification (colours:
+    the bridge's tissue palette)."""
     feats = []
     for name, geom in annotations:
         fid = str(uuid.UUID(bytes=rng.bytes(16), version=4))
@@ -63,7 +59,7 @@ def feature_collection(rng: np.random.Generator, annotations: list[tuple[str, An
             "type": "Feature", "id": fid,
             "geometry": {"type": geo["type"], "coordinates": _round(geo["coordinates"])},
             "properties": {"objectType": "annotation",
-                           "classification": {"name": name, "color": COLORS[name]}},
+                           "classification": {"name": name, "color": list(class_color(name))}},
         })
     return {"type": "FeatureCollection", "features": feats}
 
