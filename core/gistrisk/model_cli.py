@@ -13,12 +13,13 @@ from typing_extensions import Annotated
 from gistrisk.atomic import write_json, write_table
 from gistrisk.clinical.dictionary import load_dictionary
 from gistrisk.errors import InputError
+from gistrisk.extraction import check_tables, read_extraction
 from gistrisk.paths import check_output
 from gistrisk.provenance import provenance
 from gistrisk.report.cohort import write_cohort_report
 from gistrisk.report.patient_batch import write_patient_reports
 from gistrisk.survival.config import MIN_BOOTSTRAP, load_config
-from gistrisk.survival.model import MultimodalRiskModel
+from gistrisk.survival.model import MultimodalRiskModel, nan_to_null
 from gistrisk.survival.train import fit_multimodal
 from gistrisk.survival.validate import validate as run_validate
 from gistrisk.tables import load_features, load_outcomes, parse_modality_args, read_table
@@ -29,6 +30,10 @@ ModalityOpt = Annotated[list[str], typer.Option("--modality", "-m", metavar="NAM
 TimeUnitOpt = Annotated[Optional[str], typer.Option(
     help="Unit of the outcomes' time column: months, days, weeks or years (converted to months). Without it "
          "times are taken as months and follow-up that looks like days (median > 120) is refused")]
+MismatchOpt = Annotated[bool, typer.Option(
+    "--allow-extraction-mismatch", help="Go on when a feature table was extracted with other settings than the "
+                                        "model's training table (another parameter file, PyRadiomics version, "
+                                        "classifier, tile size, mpp or stain normalisation); every result is flagged")]
 DictionaryOpt = Annotated[Optional[list[Path]], typer.Option(
     "--clinical-dictionary", help="Your own clinical dictionary YAML (synonyms, units, variables) added to the "
                                   "packaged one (gistrisk/clinical/dictionary.yaml); repeatable")]
@@ -72,11 +77,13 @@ def fit(
         model = fit_multimodal(tables, y, cfg, progress=lambda msg: console.log(msg))
     model.info_["inputs"] = {"outcomes": str(outcomes), **{m: df.attrs.get("source") for m, df in tables.items()},
                              "config": str(config) if config else None, "time_unit": y.attrs["time_unit"]}
+    model.info_["extraction"] = {m: read_extraction(p) for m, p in paths.items()}
     model.info_["clinical_dictionary"] = {**dictionary.record(), "report": tables["clinical"].attrs.get(
         "dictionary_report") if "clinical" in tables else None}
     model.save(out)
     write_table(out / "oof_scores.csv", model.oof_scores_.rename_axis("patient_id").reset_index())
     _print_metrics(model.cv_metrics_, "cross-validated on the development cohort")
+    _print_development_checks(model)
     typer.echo(f"fusion: {model.main_fusion.formula()}")
     typer.echo(f"model bundle written to {out / 'model.json'}")
 
@@ -91,6 +98,7 @@ def validate(
     report: Annotated[bool, typer.Option(help="Also write the HTML cohort report (report.html)")] = True,
     time_unit: TimeUnitOpt = None,
     clinical_dictionary: DictionaryOpt = None,
+    allow_extraction_mismatch: MismatchOpt = False,
 ) -> None:
     """Score a cohort with a frozen model and write every model's C-index (95% CI), log-rank p, td-AUC.
 
@@ -104,16 +112,21 @@ def validate(
         raise InputError(f"--bootstrap must be at least {MIN_BOOTSTRAP} (resamples for the 95% intervals), "
                          f"got {bootstrap}")
     m = MultimodalRiskModel.load(model)
+    mismatch = check_tables(m.info_.get("extraction"), paths, allow_mismatch=allow_extraction_mismatch)
     dictionary = _bundle_dictionary(m, clinical_dictionary)
     y = load_outcomes(outcomes, time_unit)
     tables = {k: v.reset_index() for k, v in _load_tables(paths, dictionary).items()}
     metrics, pred = run_validate(m, tables, y, bootstrap=bootstrap, seed=seed)
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "metrics.json", {"metrics": metrics, "development_cv": m.cv_metrics_,
+    if mismatch:
+        pred["warnings"] = " | ".join(mismatch)
+    write_json(out / "metrics.json", nan_to_null({"metrics": metrics, "development_cv": m.cv_metrics_,
+                                                  "extraction_warnings": mismatch,
                                       "provenance": provenance({"bootstrap": bootstrap, "seed": seed,
                                                                 "time_unit": y.attrs["time_unit"],
                                                                 "clinical_dictionary": dictionary.record()},
-                                                               model=str(model), outcomes=str(outcomes))})
+                                                               model=str(model), outcomes=str(outcomes))}),
+               allow_nan=False)
     write_table(out / "predictions.csv", pred)
     _print_metrics(metrics, "on this cohort, frozen model")
     typer.echo(f"metrics written to {out / 'metrics.json'}")
@@ -132,6 +145,7 @@ def predict(
     out: Annotated[Path, typer.Option(help="Predictions CSV to write")],
     report_dir: Annotated[Optional[Path], typer.Option(help="Also write one HTML report per patient here")] = None,
     clinical_dictionary: DictionaryOpt = None,
+    allow_extraction_mismatch: MismatchOpt = False,
 ) -> None:
     """Predict per patient: unimodal scores, fused risk, risk group and RFS at 12/36/60 months.
 
@@ -146,9 +160,12 @@ def predict(
     if report_dir is not None:
         check_output(report_dir, kind="dir", inputs=inputs, option="--report-dir")
     m = MultimodalRiskModel.load(model)
+    mismatch = check_tables(m.info_.get("extraction"), paths, allow_mismatch=allow_extraction_mismatch)
     dictionary = _bundle_dictionary(m, clinical_dictionary)
     tables = {k: v.reset_index() for k, v in _load_tables(paths, dictionary).items()}
     pred = m.predict(tables)
+    if mismatch:
+        pred["warnings"] = " | ".join(mismatch)
     imputed = m.imputed_inputs(tables)
     pred["imputed"] = pred["patient_id"].map(imputed).fillna("")
     for mod in m.modalities_:
@@ -158,6 +175,12 @@ def predict(
     if part:
         logging.warning("%d patient(s) lack a modality and were predicted from those present (flagged partial): %s",
                         len(part), ", ".join(part[:10]))
+    pred["outside_training_range"] = pred["patient_id"].map(m.outside_training_range(tables)).fillna("")
+    far = pred.loc[pred["outside_training_range"] != "", ["patient_id", "outside_training_range"]]
+    if len(far):
+        logging.warning("%d patient(s) have model inputs outside the training cohort's range (the model extrapolates; "
+                        "column 'outside_training_range'): %s", len(far),
+                        "; ".join(f"{r.patient_id}: {r.outside_training_range}" for r in far.head(5).itertuples()))
     gaps = pred.loc[pred["imputed"] != "", "patient_id"].tolist()
     if gaps:
         logging.warning("%d patient(s) have empty model inputs, imputed with the training median/mode (column "
@@ -178,6 +201,26 @@ def predict(
 def _bundle_dictionary(model, extra):
     """The clinical dictionary the model was fitted with (its recorded extensions), plus ``extra``."""
     return load_dictionary(extra or (), record=model.info_.get("clinical_dictionary"))
+
+
+def _print_development_checks(model) -> None:
+    """Same-patient comparison, selection comparison, proportional hazards and fallbacks, on the console."""
+    cv = model.cv_metrics_
+    same = cv.get("same_patients_as_fusion") or {}
+    if same:
+        n = same.get("fusion", {}).get("n")
+        typer.echo(f"  on the {n} patients with every modality: " +
+                   ", ".join(f"{k} C={v['c_index']:.3f}" for k, v in same.items()))
+    for m, r in (cv.get("selection_comparison") or {}).items():
+        typer.echo(f"  selection, {m} (out-of-fold C): " + ", ".join(
+            f"{k} {v['c_index']:.3f}" + (" (used)" if k == r["configured"] else "")
+            for k, v in r.items() if isinstance(v, dict)))
+    for m, r in (cv.get("proportional_hazards") or {}).items():
+        if r.get("violated_at_0.05"):
+            typer.secho(f"warning: proportional hazards doubtful for {m}: "
+                        f"{', '.join(r['violated_at_0.05'])} (Schoenfeld test p < 0.05)", err=True, fg="yellow")
+    for m, why in (model.info_.get("no_signal") or {}).items():
+        typer.secho(f"warning: modality {m} carries no signal and is not in the fusion: {why}", err=True, fg="yellow")
 
 
 def _print_metrics(metrics: dict, title: str) -> None:

@@ -49,3 +49,10 @@ def _inside(path: Path, folder: Path) -> bool:
         return True
     except ValueError:
         return False
+
+
+def sidecar(out: Path, kind: str, suffix: str | None = None) -> Path:
+    """``features.parquet`` -> ``features.<kind><suffix>`` beside it (the one rule for the files a
+    command writes next to its output: provenance, diagnostics, failures)."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}.{kind}{suffix if suffix is not None else out.suffix}")

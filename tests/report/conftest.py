@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import html as htmllib
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -47,3 +50,43 @@ def fitted():
     model = fit_multimodal(dev, ydev, load_config(overrides=FAST))
     metrics, pred = validate(model, {k: v.reset_index() for k, v in ext.items()}, yext, bootstrap=50, seed=0)
     return {"model": model, "dev": dev, "ydev": ydev, "ext": ext, "yext": yext, "metrics": metrics, "pred": pred}
+
+
+def _write_report(fitted, path, *, model=None, metrics=None, figures_dir=None):
+    """The cohort report of the shared fit (optionally another model or metrics), unescaped HTML."""
+    from gistrisk.report import write_cohort_report
+
+    out = write_cohort_report(
+        path, model=model or fitted["model"], metrics=metrics or fitted["metrics"], predictions=fitted["pred"],
+        outcomes=fitted["yext"], clinical=fitted["ext"]["clinical"], dev_outcomes=fitted["ydev"],
+        dev_clinical=fitted["dev"]["clinical"], title="Test report", bootstrap=50, validation_seed=0,
+        extra_hashes={"radiomics params": "ab" * 32}, figures_dir=figures_dir)
+    return out, htmllib.unescape(out.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="session")
+def report(fitted, tmp_path_factory):
+    """(path, unescaped HTML, figures folder) of the cohort report of the shared fit."""
+    d = tmp_path_factory.mktemp("cohort_report")
+    out, html = _write_report(fitted, d / "report.html", figures_dir=d / "figures")
+    return out, html, d / "figures"
+
+
+def _section(html: str, key: str) -> str:
+    """The HTML of one report section: from its ``<h2 id=key>`` to the next ``<h2``."""
+    m = re.search(rf'<h2 id="{key}">', html)
+    assert m, f"no section {key!r}"
+    end = html.find("<h2", m.end())
+    return html[m.start():end if end >= 0 else len(html)]
+
+
+@pytest.fixture(scope="session")
+def write_report():
+    """``write_report(fitted, path, model=..., metrics=...)`` -> (path, unescaped HTML)."""
+    return _write_report
+
+
+@pytest.fixture(scope="session")
+def section():
+    """``section(html, key)`` -> the HTML of that report section."""
+    return _section

@@ -1,27 +1,19 @@
 """The cohort report from a real fit + validate: self-contained, every section, the numbers it must show."""
 
 import base64
+import copy
 import html as htmllib
 import re
 
+import numpy as np
+import pandas as pd
 import pytest
 
-from gistrisk.report import write_cohort_report
+from gistrisk.report import plots, write_cohort_report
 from gistrisk.report.cohort import SECTIONS, dca_tables
 from gistrisk.report.render import external_references
 
 FIGURES = ("forest", "cindex", "km", "tdauc", "calibration", "dca", "nomogram")
-
-
-@pytest.fixture(scope="module")
-def report(fitted, tmp_path_factory):
-    d = tmp_path_factory.mktemp("cohort_report")
-    out = write_cohort_report(
-        d / "report.html", model=fitted["model"], metrics=fitted["metrics"], predictions=fitted["pred"],
-        outcomes=fitted["yext"], clinical=fitted["ext"]["clinical"], dev_outcomes=fitted["ydev"],
-        dev_clinical=fitted["dev"]["clinical"], title="Test report", bootstrap=50, validation_seed=0,
-        extra_hashes={"radiomics params": "ab" * 32}, figures_dir=d / "figures")
-    return out, htmllib.unescape(out.read_text(encoding="utf-8")), d / "figures"
 
 
 @pytest.mark.slow
@@ -42,7 +34,7 @@ def test_external_reference_detector():
 
 
 @pytest.mark.slow
-def test_c_index_numbers_formula_and_table_one(report, fitted):
+def test_c_index_numbers_formula_and_table_one(report, fitted, section):
     _, html, _ = report
     model, metrics = fitted["model"], fitted["metrics"]
     assert {"clinical", "radiomics", "pathology", "fusion", "early_fusion", "modified_nih"} <= set(metrics)
@@ -50,8 +42,12 @@ def test_c_index_numbers_formula_and_table_one(report, fitted):
         lo, hi = m["c_index_ci"]
         assert f"{m['c_index']:.3f}" in html and f"{lo:.3f}–{hi:.3f}" in html, name
     for name, m in model.cv_metrics_.items():
-        if isinstance(m, dict):
+        if isinstance(m, dict) and "c_index" in m:
             assert f"{m['c_index']:.3f}" in html, name
+    # summaries in cv_metrics (same_patients_as_fusion, proportional_hazards, ...) are not models
+    rows = re.findall(r"<tr(?: class=\"main\")?><td>([^<]+)</td>", section(html, "cindex"))
+    assert set(rows) == {"Clinical", "Radiomics", "Pathomics", "Early fusion", "Late fusion",
+                         "Late fusion (incl. partial)", "Modified NIH"}
     assert model.main_fusion.formula() in html
     for f in model.fusion_.values():  # every subset model for patients missing a modality
         assert f.formula() in html
@@ -135,3 +131,84 @@ def test_same_inputs_give_the_same_report(report, fitted, tmp_path):
     second = htmllib.unescape(again.read_text(encoding="utf-8"))
     stamp = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00")
     assert stamp.sub("T", first) == stamp.sub("T", second)  # figures included, byte for byte
+
+
+@pytest.mark.slow
+def test_hazard_ratios_are_labelled_post_selection_and_descriptive(report, fitted, section):
+    _, html, _ = report
+    sec = section(html, "features")
+    # in-sample Wald statistics after selecting from thousands of features: not inferential
+    assert "post-selection" in sec and "descriptive" in sec and "not inferential" in sec
+    assert "<th>p (descriptive)</th>" in sec and "<th>p</th>" not in sec
+    assert "<th>95% CI (descriptive)</th>" in sec
+    fig = plots.forest_plot({m: p.hazard_ratios() for m, p in fitted["model"].pipelines_.items()})
+    assert "post-selection" in fig.axes[0].get_title() and "descriptive" in fig.axes[0].get_xlabel()
+
+
+@pytest.mark.slow
+def test_decision_curves_warn_when_the_model_includes_treatment(report, fitted, write_report, section, tmp_path):
+    _, html, _ = report
+    assert fitted["model"].info_["treatment"]["included"] == []
+    plain = section(html, "dca")
+    assert "confounded by indication" not in plain and "not interpretable" not in plain
+    model = copy.deepcopy(fitted["model"])
+    model.info_["treatment"] = {"setting": "include", "included": ["adjuvant_tki"], "excluded": []}
+    _, html2 = write_report(fitted, tmp_path / "r.html", model=model)
+    warned = section(html2, "dca")
+    assert "adjuvant_tki" in warned and "confounded by indication" in warned and "not interpretable" in warned
+    assert 'class="alert"' in warned
+
+
+@pytest.mark.slow
+def test_calibration_group_not_followed_to_the_horizon(fitted, write_report, section, tmp_path):
+    metrics = copy.deepcopy(fitted["metrics"])
+    groups = [{"predicted": 0.9, "n": 10, "n_at_risk": 4, "estimable": True, "observed": 0.85,
+               "observed_ci": [0.7, 0.95]},
+              {"predicted": 0.7, "n": 10, "n_at_risk": 2, "estimable": True, "observed": 0.6,
+               "observed_ci": [0.4, 0.8]},
+              {"predicted": 0.4, "n": 9, "n_at_risk": 0, "estimable": False, "observed": None,
+               "observed_ci": [None, None]}]
+    metrics["fusion"]["calibration"] = {"60": {"horizon": 60.0, "groups": groups, "not_estimable": [2]}}
+    _, html = write_report(fitted, tmp_path / "r.html", metrics=metrics)
+    sec = section(html, "calibration")
+    assert "not estimable (no patient of this group followed to 60 months)" in sec
+    assert re.search(r"<td[^>]*>9</td>\s*<td[^>]*>0</td>", sec)  # n and number at risk of that group
+    assert "0.850 (0.700–0.950)" in sec
+    assert "3 years" in sec  # the absent horizon is still named
+
+
+@pytest.mark.slow
+def test_methods_list_the_deviations_from_the_paper(report, fitted, section):
+    _, html, _ = report
+    sec = section(html, "methods")
+    assert "Deviations from the paper" in sec
+    # the fitted settings depart on these (pathology PCA 32, clinical log1p, ridge 0.1, median cut-off)
+    assert "32 principal components" in sec and "log1p" in sec and "ridge" in sec and "median" in sec
+    assert "cross-validated" in sec
+
+
+def test_forest_plot_draws_penalised_coefficients_without_ci():
+    # selection: coxnet keeps shrunken coefficients with no Wald standard error (CI and p are NaN)
+    nan = float("nan")
+    hrs = {"clinical": pd.DataFrame({"feature": ["a", "b"], "label": ["a", "b"], "coef": [0.3, -0.2],
+                                     "hr": np.exp([0.3, -0.2]), "hr_low": [nan, nan], "hr_high": [nan, nan],
+                                     "p": [nan, nan]}),
+           "radiomics": pd.DataFrame({"feature": ["r"], "label": ["r"], "coef": [0.5], "hr": [np.exp(0.5)],
+                                      "hr_low": [1.2], "hr_high": [2.1], "p": [0.01]})}
+    fig = plots.forest_plot(hrs)
+    lo, hi = fig.axes[0].get_xlim()
+    assert np.isfinite([lo, hi]).all() and lo < np.exp(-0.2) and hi > 2.1
+
+
+def test_development_checks_are_in_the_c_index_section(fitted, report, section):
+    model = fitted["model"]
+    html = section(report[1], "cindex")
+    assert "every model on the same patients" in html and "Proportional hazards (Schoenfeld residuals)" in html
+    same = model.cv_metrics_["same_patients_as_fusion"]
+    n = same["fusion"]["n"]
+    assert html.count(f"{n} / ") >= len(same)
+    for r in model.cv_metrics_["proportional_hazards"].values():
+        for term in r["p"]:
+            assert f"{term}: " in html
+    if model.cv_metrics_.get("selection_comparison"):
+        assert "paper chain (LASSO, forest, stepwise)" in html

@@ -17,8 +17,9 @@ import logging
 import pandas as pd
 import pytest
 
+from gistrisk.simulate.recovery import FORCE_SELECTION, criterion, twin_replicate
 from gistrisk.simulate.recovery import MODALITIES as MODS
-from gistrisk.simulate.recovery import criterion, twin_replicate
+from gistrisk.survival.config import load_config
 
 pytestmark = pytest.mark.slow
 
@@ -44,7 +45,8 @@ def test_late_fusion_beats_each_modality_externally_and_nears_the_oracle():
 
 
 def test_permuted_outcomes_give_chance_level_c_index():
-    res = pd.DataFrame([twin_replicate(s, permute=True) for s in REPLICATES])
+    res = pd.DataFrame([twin_replicate(s, permute=True, config=load_config(None, FORCE_SELECTION))
+                        for s in REPLICATES])
     mean = res.mean()
     assert abs(mean["fusion"] - 0.5) < 0.05, f"\n{res}"
     assert abs(mean["cv_fusion"] - 0.5) < 0.05, f"\n{res}"

@@ -8,7 +8,7 @@ from sksurv.column import encode_categorical
 from sksurv.datasets import load_veterans_lung_cancer
 from sksurv.linear_model import CoxPHSurvivalAnalysis
 
-from gistrisk.survival.cox import fit_cox
+from gistrisk.survival.cox import cox_with_coef, fit_cox, partial_loglik
 from gistrisk.survival.evaluation import harrell_c
 
 
@@ -64,3 +64,49 @@ def test_handles_tied_times_and_no_covariates():
     assert r.coef.shape == (0,)
     # Nelson-Aalen at t=1: 2 events / 6 at risk
     assert r.baseline_cumhaz[0] == pytest.approx(2 / 6)
+
+
+def _tie_free(n=120, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 3)) * [1.0, 3.0, 0.5]
+    t = rng.exponential(np.exp(-(X @ [0.8, -0.2, 0.6])))
+    e = (rng.uniform(size=n) < 0.8).astype(int)
+    return X, t, e
+
+
+def test_ridge_penalizer_is_lifelines_penalizer_times_n():
+    """fit_cox(penalizer=p) == CoxPHFitter(penalizer=p / n) on unit sample-SD covariates (no tied times, so
+    Efron = Breslow); lifelines standardises columns itself and multiplies its penalty by n."""
+    X, t, e = _tie_free()
+    n = len(t)
+    Zs = (X - X.mean(0)) / X.std(0, ddof=1)  # unit sample SD, as lifelines' internal scaling
+    Z0 = (X - X.mean(0)) / X.std(0)  # the pipeline's z-scores (ddof=0)
+    for p in (2.0, 20.0):
+        for Z, lp in ((Zs, p / n), (Z0, p * (n - 1) / n**2)):
+            df = pd.DataFrame(Z, columns=["a", "b", "c"]).assign(T=t, E=e)
+            lf = CoxPHFitter(penalizer=lp, l1_ratio=0.0).fit(df, "T", "E").params_.to_numpy()
+            np.testing.assert_allclose(fit_cox(Z, t, e, penalizer=p).coef, lf, atol=2e-4)
+        df = pd.DataFrame(Zs, columns=["a", "b", "c"]).assign(T=t, E=e)
+        same = CoxPHFitter(penalizer=p, l1_ratio=0.0).fit(df, "T", "E").params_.to_numpy()
+        assert np.abs(fit_cox(Zs, t, e, penalizer=p).coef - same).max() > 0.1  # not lifelines' penalizer as is
+
+
+def test_constant_column_gets_zero_coefficient_and_the_others_keep_their_fit():
+    X, t, e = _tie_free()
+    alone = fit_cox(X, t, e)
+    with_zero = fit_cox(np.c_[X, np.zeros(len(t))], t, e)  # e.g. the score of a modality without signal
+    np.testing.assert_allclose(with_zero.coef, np.r_[alone.coef, 0.0], atol=1e-12)
+    np.testing.assert_allclose(with_zero.se[:3], alone.se)
+    assert np.isnan(with_zero.se[3]) and with_zero.loglik == pytest.approx(alone.loglik)
+
+
+def test_partial_loglik_and_fixed_coefficients_match_the_fit(veteran):
+    X, t, e = veteran
+    A = X.to_numpy()
+    r = fit_cox(A, t, e)
+    eta = r.linear_predictor(A)
+    assert partial_loglik(eta, t, e) == pytest.approx(r.loglik)
+    np.testing.assert_allclose(partial_loglik(np.c_[eta, 0 * eta], t, e), [r.loglik, fit_cox(A[:, :0], t, e).loglik])
+    fixed = cox_with_coef(A, t, e, r.coef)
+    np.testing.assert_allclose(fixed.baseline_cumhaz, r.baseline_cumhaz)
+    assert fixed.loglik == pytest.approx(r.loglik) and np.isnan(fixed.se).all()

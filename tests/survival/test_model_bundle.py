@@ -15,7 +15,7 @@ from gistrisk.survival.train import fit_multimodal
 def fitted(tmp_path_factory, fast):
     from gistrisk.survival.config import load_config
 
-    tables, out, lp = make_tables(160, p={"clinical": 8, "radiomics": 40, "pathology": 40}, seed=5,
+    tables, out, lp = make_tables(160, p={"clinical": 8, "radiomics": 40, "pathology": 40}, seed=6,
                                   missing={"pathology": 0.15})
     model = fit_multimodal(tables, out, load_config(overrides=fast))
     d = tmp_path_factory.mktemp("bundle")

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from gistrisk.errors import InputError
+from gistrisk.paths import sidecar
 
 REQUIRED = ("patient_id", "image", "mask")
 OPTIONAL = ("label", "segment", "modality")
@@ -26,12 +27,6 @@ class CohortOutputs:
     n_done: int
     n_failed: int
     n_cached: int
-
-
-def sidecar(out: Path, kind: str, suffix: str | None = None) -> Path:
-    """``features.parquet`` -> ``features.<kind><suffix>`` beside it."""
-    out = Path(out)
-    return out.with_name(f"{out.stem}.{kind}{suffix if suffix is not None else out.suffix}")
 
 
 def read_manifest(path: str | Path) -> list[dict[str, str]]:

@@ -14,15 +14,17 @@ from gistrisk.errors import InputError
 from gistrisk.provenance import package_versions
 from gistrisk.report import plots
 from gistrisk.report.decision_curve import DEFAULT_THRESHOLDS, decision_curve
-from gistrisk.report.methods import methods_paragraphs
+from gistrisk.report.methods import deviations, methods_paragraphs
 from gistrisk.report.nomogram import SCORE_NAMES, draw, from_fusion
 from gistrisk.report.render import Figures, fmt, fmt_p, label, ordered, render
 from gistrisk.report.table_one import CohortInput, first_rows, table_one
+from gistrisk.report.tripod import REFERENCE as TRIPOD_REFERENCE
+from gistrisk.report.tripod import checklist_rows
 
 ID = "patient_id"
 SECTIONS = {
     "table1": "Cohort summary (Table 1)",
-    "features": "Selected features and hazard ratios",
+    "features": "Selected features and hazard ratios (post-selection, descriptive)",
     "cindex": "Discrimination: C-index by model",
     "km": "Kaplan-Meier curves by risk group",
     "tdauc": "Time-dependent AUC",
@@ -31,8 +33,10 @@ SECTIONS = {
     "nomogram": "Nomogram of the fused model",
     "formula": "Fusion formula and subset models",
     "methods": "Methods",
+    "tripod": "TRIPOD+AI checklist",
 }
 DCA_HORIZONS = (36, 60)
+NOT_ESTIMABLE = "not estimable (no patient of this group followed to {h:g} months)"
 
 
 def _by_id(df: pd.DataFrame | None) -> pd.DataFrame | None:
@@ -62,10 +66,40 @@ def _check_outcomes(y: pd.DataFrame, what: str) -> None:
         raise InputError(f"{what} outcomes lack column(s) {missing} (need {ID}, time, event)", column=missing[0])
 
 
+def is_model_entry(r: Any) -> bool:
+    """A per-model metrics entry (C-index, or why it was not evaluated), not a summary such as
+    ``same_patients_as_fusion`` or ``proportional_hazards``."""
+    return isinstance(r, dict) and ("c_index" in r or "not_evaluated" in r)
+
+
+def development_checks(cv: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
+    """The development checks beside the C-index table: every model on the fusion's patients, the
+    paper's selection chain against the cross-validated Coxnet in the same folds, proportional
+    hazards (Schoenfeld), and modalities left out for carrying no signal."""
+    same = [{"label": label(m), "c": fmt(r.get("c_index")), "n": r.get("n"), "events": r.get("events")}
+            for m, r in (cv.get("same_patients_as_fusion") or {}).items() if isinstance(r, dict)]
+    sel = []
+    for m, r in (cv.get("selection_comparison") or {}).items():
+        row = {"label": label(m), "used": r.get("configured")}
+        for k in ("paper", "coxnet"):
+            v = r.get(k) or {}
+            row[k] = f"{fmt(v.get('c_index'))} ({fmt((v.get('c_index_ci') or [None])[0])}–" \
+                     f"{fmt((v.get('c_index_ci') or [None, None])[1])})" if v else "—"
+        sel.append(row)
+    ph = []
+    for m, r in (cv.get("proportional_hazards") or {}).items():
+        if "p" in r:
+            ph.append({"label": label(m), "terms": "; ".join(f"{k}: {fmt_p(v)}" for k, v in r["p"].items()),
+                       "violated": ", ".join(r.get("violated_at_0.05") or []) or "none"})
+        else:
+            ph.append({"label": label(m), "terms": f"not computed ({r.get('error')})", "violated": "—"})
+    return {"same": same, "selection": sel, "ph": ph, "no_signal": dict(info.get("no_signal") or {})}
+
+
 def cindex_rows(dev: dict[str, Any], val: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per model: development (cross-validated) and validation C-index with CI, n, events, p."""
     rows = []
-    for m in ordered(k for k in set(dev) | set(val) if isinstance(dev.get(k, val.get(k)), dict)):
+    for m in ordered(k for k in set(dev) | set(val) if is_model_entry(dev.get(k)) or is_model_entry(val.get(k))):
         row = {"model": m, "label": label(m), "dev_note": None, "val_note": None}
         for tag, src in (("dev", dev), ("val", val)):
             r = src.get(m) if isinstance(src.get(m), dict) else None
@@ -132,6 +166,40 @@ def dca_tables(predictions: pd.DataFrame, outcomes: pd.DataFrame, nih: pd.Series
                                      risks={"Late fusion model": 1 - predictions.loc[ids, col].to_numpy(float)},
                                      rules=rules)
     return out, len(ids)
+
+
+def dca_treatment_caveat(info: dict[str, Any]) -> str | None:
+    """What to say over the decision curves when the model includes treatment given because of risk."""
+    included = list(((info or {}).get("treatment") or {}).get("included") or [])
+    if not included:
+        return None
+    return (f"This model includes treatment given because of the assessed risk ({', '.join(included)}; fit config "
+            "treatment: include). That treatment is confounded by indication, so the model's net benefit for "
+            "deciding on it is not interpretable: its predicted risk already reflects the decision it would inform.")
+
+
+def calibration_rows(cal: dict[str, Any]) -> tuple[list[dict[str, str]], list[str]]:
+    """Table rows (one per horizon and group of prediction) and a note per horizon with groups whose
+    observed RFS is not estimable, with the numbers at risk at the horizon of every group."""
+    rows, notes = [], []
+    for k in sorted(cal, key=float):
+        h = float(k)
+        groups = cal[k].get("groups") or []
+        for i, g in enumerate(groups, 1):
+            if plots.estimable(g):
+                lo, hi = (list(g.get("observed_ci") or []) + [None, None])[:2]
+                obs = f"{fmt(g['observed'])} ({fmt(lo)}–{fmt(hi)})"
+            else:
+                obs = NOT_ESTIMABLE.format(h=h)
+            rows.append({"horizon": f"{h:g} months", "group": str(i), "n": str(g.get("n", "—")),
+                         "n_at_risk": str(g["n_at_risk"]) if g.get("n_at_risk") is not None else "—",
+                         "predicted": fmt(g.get("predicted")), "observed": obs})
+        bad = [g for g in groups if not plots.estimable(g)]
+        if bad:
+            at = ", ".join(str(g["n_at_risk"]) if g.get("n_at_risk") is not None else "—" for g in groups)
+            notes.append(f"{h:g} months: {len(bad)} of {len(groups)} groups {NOT_ESTIMABLE.format(h=h)}; "
+                         f"numbers at risk at {h:g} months by group: {at}")
+    return rows, notes
 
 
 def _nomogram_scores(model, predictions: pd.DataFrame) -> tuple[np.ndarray, str]:
@@ -203,9 +271,12 @@ def write_cohort_report(out_html: str | Path, *, model, metrics: dict[str, Any],
 
     # 2 hazard ratios
     hrs = {m: p.hazard_ratios() for m, p in model.pipelines_.items()}
-    figs.add("forest", plots.forest_plot(hrs))
-    hr_rows = [{"modality": label(m), "feature": r.label, "hr": fmt(r.hr, 2),
-                "ci": f"{fmt(r.hr_low, 2)}–{fmt(r.hr_high, 2)}", "p": fmt_p(r.p)}
+    if any(len(h) for h in hrs.values()):
+        figs.add("forest", plots.forest_plot(hrs))
+    else:
+        notes["forest"] = "no modality kept a feature"
+    hr_rows = [{"modality": label(m), "feature": r.label, "hr": fmt(r.hr, 2), "p": fmt_p(r.p),
+                "ci": f"{fmt(r.hr_low, 2)}–{fmt(r.hr_high, 2)}" if np.isfinite([r.hr_low, r.hr_high]).all() else "—"}
                for m in ordered(hrs) for r in hrs[m].itertuples()]
 
     # 3 C-index
@@ -229,6 +300,7 @@ def write_cohort_report(out_html: str | Path, *, model, metrics: dict[str, Any],
     cal = (metrics.get("fusion") or {}).get("calibration") or {}
     if cal:
         figs.add("calibration", plots.calibration_plot(cal))
+    cal_rows, cal_notes = calibration_rows(cal)
     absent = [f"{int(h) // 12} years" for h in (36, 60) if str(h) not in cal]
     if absent:
         notes["calibration"] = (f"calibration at {' and '.join(absent)} (validate computes it only with at least 20 "
@@ -254,12 +326,16 @@ def write_cohort_report(out_html: str | Path, *, model, metrics: dict[str, Any],
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "table1": [{**r, "first": f} for r, f in zip(t1.to_dict(orient="records"), first_rows(t1))], "table1_cohorts": list(t1.columns[2:]),
         "dev_from_bundle": dev_from_bundle, "hr_rows": hr_rows, "cindex_rows": c_rows,
+        "checks": development_checks(model.cv_metrics_, model.info_),
         "cv_note": model.cv_metrics_.get("_note", ""), "metrics": metrics,
         "km_logrank_dev": model.group_curves_.get("logrank_p"),
         "dca_n": dca_n, "dca_rows": nb_rows, "dca_has_nih": nih is not None,
+        "dca_caveat": dca_treatment_caveat(model.info_), "cal_rows": cal_rows, "cal_notes": cal_notes,
         "nomo_src": nomo_src, "formula": model.main_fusion.formula(), "subsets": subset_rows(model),
         "methods": methods_paragraphs(model.info_, bootstrap=bootstrap, validation_seed=validation_seed,
-                                      extra_hashes=extra_hashes),
+                                      extra_hashes=extra_hashes, cv_metrics=model.cv_metrics_),
+        "deviations": deviations(model.info_, model.cv_metrics_),
+        "tripod": checklist_rows(SECTIONS), "tripod_reference": TRIPOD_REFERENCE,
         "versions": package_versions(("numpy", "pandas", "scikit-survival", "lifelines", "matplotlib", "jinja2")),
         "model_versions": model.info_.get("versions", {}),
         "n_val": len(val_ids), "partial_n": int(pred["partial"].astype(str).str.lower().eq("true").sum())

@@ -22,7 +22,10 @@ def _group_sort(groups) -> list[str]:
 
 
 def forest_plot(hrs: dict[str, pd.DataFrame]):
-    """Hazard ratio (per SD) with 95% CI of every selected feature, grouped by modality (log axis)."""
+    """Hazard ratio (per SD) with 95% CI of every selected feature, grouped by modality (log axis).
+
+    The Wald CIs are in-sample after selection: the axis and title say they are descriptive. A
+    penalised (Coxnet) coefficient has no CI and is drawn as a point."""
     plt = pyplot()
     rows = []
     for m in ordered(hrs):
@@ -35,7 +38,8 @@ def forest_plot(hrs: dict[str, pd.DataFrame]):
     for yi, (txt, r, m) in zip(y, rows):
         if r is None:
             continue
-        ax.errorbar(r["hr"], yi, xerr=[[r["hr"] - r["hr_low"]], [r["hr_high"] - r["hr"]]], fmt="s",
+        ci = np.isfinite([r["hr_low"], r["hr_high"]]).all()
+        ax.errorbar(r["hr"], yi, xerr=[[r["hr"] - r["hr_low"]], [r["hr_high"] - r["hr"]]] if ci else None, fmt="s",
                     color=COLORS.get(m, "k"), ms=5, capsize=2)
     ax.axvline(1.0, color="grey", ls="--", lw=0.8)
     ax.set_xscale("log")
@@ -44,11 +48,12 @@ def forest_plot(hrs: dict[str, pd.DataFrame]):
     for tick, (_, r, _) in zip(ax.get_yticklabels(), rows):
         if r is None:
             tick.set_fontweight("bold")
-    _log_ticks(ax, min(r["hr_low"] for _, r, _ in rows if r is not None),
-               max(r["hr_high"] for _, r, _ in rows if r is not None))
-    ax.set_xlabel("Hazard ratio per 1 SD (95% CI), log scale")
+    ends = np.array([[r["hr"], r["hr_low"], r["hr_high"]] for _, r, _ in rows if r is not None], float)
+    ends = ends[np.isfinite(ends) & (ends > 0)]
+    _log_ticks(ax, float(ends.min()) if len(ends) else 1.0, float(ends.max()) if len(ends) else 1.0)
+    ax.set_xlabel("Hazard ratio per 1 SD (Wald 95% CI, descriptive), log scale")
     ax.set_ylim(-0.7, len(rows) - 0.3)
-    ax.set_title("Selected features of each unimodal Cox model")
+    ax.set_title("Selected features of each unimodal Cox model (post-selection, in-sample)")
     return fig
 
 
@@ -68,8 +73,8 @@ def _log_ticks(ax, lo: float, hi: float) -> None:
 def cindex_plot(dev: dict[str, Any], val: dict[str, Any], val_name: str = "validation"):
     """C-index with 95% CI per model: development (cross-validated) beside the validation cohort."""
     plt = pyplot()
-    models = ordered(set(dev) | set(val))
-    models = [m for m in models if isinstance(dev.get(m, val.get(m)), dict)]
+    models = [m for m in ordered(set(dev) | set(val))
+              if any(isinstance(src.get(m), dict) and "c_index" in src[m] for src in (dev, val))]
     fig, ax = plt.subplots(figsize=(7.5, 0.5 * len(models) + 1.2))
     y = np.arange(len(models))[::-1]
     for off, src, name, marker in ((0.15, dev, "development (cross-validated)", "o"),
@@ -159,20 +164,35 @@ def td_auc_plot(metrics: dict[str, Any], models: list[str]):
     return fig
 
 
+def estimable(g: dict[str, Any]) -> bool:
+    """Whether a calibration group has an observed RFS (some patient still at risk at the horizon)."""
+    obs = g.get("observed")
+    return g.get("estimable", True) is not False and obs is not None and bool(np.isfinite(float(obs)))
+
+
+def _num(v) -> float:
+    return float("nan") if v is None else float(v)
+
+
 def calibration_plot(cal: dict[str, Any]):
-    """Predicted vs Kaplan-Meier observed RFS at each horizon, by quantile group of prediction."""
+    """Predicted vs Kaplan-Meier observed RFS at each horizon, by quantile group of prediction.
+
+    A group with no patient still at risk at the horizon has no observed value (``estimable`` False):
+    it is left out of the panel, whose title counts such groups."""
     plt = pyplot()
     keys = sorted(cal, key=float)
     fig, axes = plt.subplots(1, max(1, len(keys)), figsize=(4.2 * max(1, len(keys)), 4), squeeze=False)
     for ax, k in zip(axes[0], keys):
-        g = cal[k]["groups"]
-        pred = np.array([r["predicted"] for r in g])
-        obs = np.array([r["observed"] for r in g])
-        lo = np.array([r["observed_ci"][0] for r in g])
-        hi = np.array([r["observed_ci"][1] for r in g])
+        groups = cal[k].get("groups") or []
+        g = [r for r in groups if estimable(r)]
+        pred = np.array([_num(r["predicted"]) for r in g], float)
+        obs = np.array([_num(r["observed"]) for r in g], float)
+        lo = np.array([_num((r.get("observed_ci") or [None, None])[0]) for r in g], float)
+        hi = np.array([_num((r.get("observed_ci") or [None, None])[1]) for r in g], float)
         ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=0.8, label="ideal")
-        ax.errorbar(pred, obs, yerr=[np.clip(obs - lo, 0, None), np.clip(hi - obs, 0, None)], fmt="o-",
-                    color=COLORS["fusion"], capsize=3, label="late fusion")
+        if g:
+            ax.errorbar(pred, obs, yerr=[np.clip(obs - lo, 0, None), np.clip(hi - obs, 0, None)], fmt="o-",
+                        color=COLORS["fusion"], capsize=3, label="late fusion")
         for p, o, r in zip(pred, obs, g):
             ax.annotate(f"n={r['n']}", (p, o), textcoords="offset points", xytext=(5, -10), fontsize=7)
         ax.set_xlim(0, 1)
@@ -180,7 +200,11 @@ def calibration_plot(cal: dict[str, Any]):
         ax.set_aspect("equal")
         ax.set_xlabel(f"Predicted RFS at {float(k) / 12:g} years")
         ax.set_ylabel(f"Observed RFS at {float(k) / 12:g} years (KM, 95% CI)")
-        ax.set_title(f"{float(k):g} months")
+        missing = len(groups) - len(g)
+        title = f"{float(k):g} months"
+        if missing:
+            title += f" — {missing} group{'s' if missing > 1 else ''} not estimable"
+        ax.set_title(title, fontsize=9)
         ax.legend(fontsize=7, frameon=False, loc="upper left")
     return fig
 

@@ -75,8 +75,11 @@ def demo(
                f"external {oracle.get('external')}")
     for name, c in _c_indices(summary["validation_metrics"]).items():
         where, _, model = name.rpartition(".")
-        label = {"metrics": "external", "development_cv": "development (CV)"}.get(where, where or "external")
-        typer.echo(f"  C-index {label:<17} {model:<13} {c}")
+        label = {"metrics": "external", "development_cv": "development (CV)",
+                 "development_cv.same_patients_as_fusion": "dev. (CV), fusion's patients"}.get(where, where)
+        if where.startswith("development_cv.selection_comparison."):
+            label, model = f"dev. (CV), {where.rsplit('.', 1)[1]} selection", model
+        typer.echo(f"  C-index {label or 'external':<17} {model:<13} {c}")
     failed = [st for st in summary["steps"] if st["status"] != "ok"]
     for st in failed:
         typer.secho(f"  step {st['name']}: {st['status']} {st['message']}", fg="yellow", err=True)

@@ -35,6 +35,8 @@ class LassoConfig:
     alpha_min_ratio: float = 0.05
     cv_folds: int = 5
     max_features: int = 30
+    criterion: str = "deviance"  # deviance (cross-validated partial likelihood, as cv.glmnet) | cindex
+    one_se: bool = False         # largest penalty within one standard error of the best CV value
 
 
 @dataclass
@@ -77,6 +79,8 @@ class ModalityConfig:
     cox: CoxConfig = field(default_factory=CoxConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     min_events_per_feature: int = 5
+    #: paper: LASSO-Cox -> RSF -> stepwise -> refitted Cox; coxnet: the cross-validated Coxnet is the model
+    selection: str = "paper"
 
 
 @dataclass
@@ -96,6 +100,8 @@ class FitConfig:
     modalities: dict[str, ModalityConfig] = field(default_factory=dict)
     fusion: FusionConfig = field(default_factory=FusionConfig)
     horizons: list[float] = field(default_factory=lambda: [12.0, 36.0, 60.0])
+    #: treatment variables of the clinical dictionary (adjuvant TKI): exclude | include
+    treatment: str = "exclude"
 
     def for_modality(self, name: str) -> ModalityConfig:
         return self.modalities.get(name, self.modality)
@@ -206,6 +212,11 @@ def _number(value: Any, kind: str, lo, hi, where: str) -> None:
         raise InputError(f"config {where} must be {rng}, got {value!r}")
 
 
+def _choice(value: Any, allowed: tuple[str, ...], where: str) -> None:
+    if not isinstance(value, str) or value not in allowed:
+        raise InputError(f"config {where} must be {' or '.join(allowed)}, got {value!r}")
+
+
 def _validate(cfg: FitConfig) -> None:
     for name, m in [("modality", cfg.modality), *cfg.modalities.items()]:
         if m.stepwise.direction not in ("forward", "backward", "both"):
@@ -214,6 +225,14 @@ def _validate(cfg: FitConfig) -> None:
             raise InputError(f"{name}.stepwise.criterion must be aic or p")
         if not isinstance(m.lasso.l1_ratio, (int, float)) or not 0 < m.lasso.l1_ratio <= 1:
             raise InputError(f"{name}.lasso.l1_ratio must be in (0, 1]")
+        key = name if name == "modality" else f"modalities.{name}"  # the path in the YAML file
+        _choice(m.lasso.criterion, ("deviance", "cindex"), f"{key}.lasso.criterion")
+        if not isinstance(m.lasso.one_se, bool):
+            raise InputError(f"config {key}.lasso.one_se must be true or false, got {m.lasso.one_se!r}")
+        _choice(m.selection, ("paper", "coxnet"), f"{key}.selection")
+        if m.selection == "coxnet" and m.lasso.enabled is False:
+            raise InputError(f"config {key}.selection: coxnet is the cross-validated LASSO-Cox itself; "
+                             f"it needs {key}.lasso.enabled: true")
         pre = m.preprocess
         if pre.corr_threshold is not None and (not isinstance(pre.corr_threshold, (int, float))
                                                or not 0 < pre.corr_threshold <= 1):
@@ -228,6 +247,8 @@ def _validate(cfg: FitConfig) -> None:
         for section in ("lasso", "rsf", "stepwise", "cluster"):
             if not isinstance(getattr(m, section).enabled, bool):
                 raise InputError(f"config {name}.{section}.enabled must be true or false")
+    if cfg.treatment not in ("exclude", "include"):
+        raise InputError(f"config treatment must be exclude or include, got {cfg.treatment!r}")
     if cfg.fusion.cutoff not in ("median", "maxstat"):
         raise InputError("fusion.cutoff must be median or maxstat")
     _number(cfg.fusion.oof_folds, "int", 2, None, "fusion.oof_folds")

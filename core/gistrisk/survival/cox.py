@@ -3,6 +3,13 @@
 Stepwise selection and the nested cross-validation refit a Cox model thousands of times;
 lifelines' ``CoxPHFitter`` costs tens of milliseconds per fit through pandas, this costs about one.
 Tests check coefficients and standard errors against lifelines and scikit-survival (Breslow ties).
+
+Ridge penalty: :func:`fit_cox` maximises ``loglik(beta) - 0.5 * penalizer * ||beta||^2`` on the
+covariates as given. lifelines' ``CoxPHFitter`` instead divides each column by its sample SD
+(ddof=1) and subtracts ``n * penalizer * 0.5 * ||beta_std||^2``. So on covariates with unit sample
+SD, ``fit_cox(X, t, e, penalizer=p)`` equals ``CoxPHFitter(penalizer=p / n, l1_ratio=0)`` (Efron
+and Breslow ties agree without tied event times); on z-scores with ddof=0 (the pipeline's
+:class:`~gistrisk.survival.preprocess.Preprocessor`) it is ``penalizer=p * (n - 1) / n**2``.
 """
 
 from __future__ import annotations
@@ -72,7 +79,10 @@ def fit_cox(X: np.ndarray, time: np.ndarray, event: np.ndarray, *, penalizer: fl
     X : array, shape (n, p)
     time : array, shape (n,)
     event : array of bool/0-1, shape (n,)
-    penalizer : ridge penalty ``0.5 * penalizer * ||beta||^2`` (lifelines' convention with l1_ratio=0)
+    penalizer : ridge penalty ``0.5 * penalizer * ||beta||^2`` on the partial log-likelihood (a sum over
+        events, not a mean); lifelines' equivalent is ``penalizer / n`` on unit-SD covariates (module notes)
+
+    Columns that are constant get coefficient 0 and standard error NaN (no information).
     """
     X = np.asarray(X, float)
     if X.ndim == 1:
@@ -81,6 +91,14 @@ def fit_cox(X: np.ndarray, time: np.ndarray, event: np.ndarray, *, penalizer: fl
     event = np.asarray(event, bool)
     n, p = X.shape
     mean = X.mean(axis=0) if n else np.zeros(p)
+    dead = np.ptp(X, axis=0) == 0 if n else np.zeros(p, bool)
+    if dead.any():
+        # a constant column (e.g. the all-zero score of a modality without signal) carries no information:
+        # fit the others alone so their standard errors stay defined
+        r = fit_cox(X[:, ~dead], time, event, penalizer=penalizer, max_iter=max_iter, tol=tol)
+        coef, se = np.zeros(p), np.full(p, np.nan)
+        coef[~dead], se[~dead] = r.coef, r.se
+        return CoxResult(coef, se, mean, r.loglik, r.baseline_time, r.baseline_cumhaz, r.converged, r.n_iter)
     Xc = X - mean
     # sort by time descending so a cumulative sum is a risk-set sum; ties share the last index
     order = np.argsort(-time, kind="stable")
@@ -140,6 +158,58 @@ def fit_cox(X: np.ndarray, time: np.ndarray, event: np.ndarray, *, penalizer: fl
         se = np.full(p, np.nan)
     bt, bh = breslow_baseline(Xc @ beta, time, event)
     return CoxResult(beta, se, mean, ll, bt, bh, converged, it)
+
+
+def cox_with_coef(X: np.ndarray, time: np.ndarray, event: np.ndarray, coef: np.ndarray) -> CoxResult:
+    """A Cox model with fixed coefficients (e.g. a penalised Coxnet's), no refit.
+
+    Parameters
+    ----------
+    X : array, shape (n, p)
+    time, event : arrays, shape (n,)
+    coef : array, shape (p,)
+
+    Returns
+    -------
+    CoxResult centred at the training means of ``X``, with the partial log-likelihood and the Breslow
+    baseline hazard at ``coef``; ``se`` is NaN (a penalised coefficient has no Wald standard error).
+    """
+    X = np.asarray(X, float).reshape(len(time), -1)
+    coef = np.asarray(coef, float).reshape(-1)
+    mean = X.mean(axis=0) if len(X) else np.zeros(X.shape[1])
+    eta = (X - mean) @ coef
+    bt, bh = breslow_baseline(eta, time, event)
+    return CoxResult(coef, np.full(len(coef), np.nan), mean, float(partial_loglik(eta, time, event)), bt, bh,
+                     True, 0)
+
+
+def partial_loglik(eta: np.ndarray, time: np.ndarray, event: np.ndarray) -> np.ndarray:
+    """Breslow partial log-likelihood of linear predictors.
+
+    Parameters
+    ----------
+    eta : array, shape (n,) or (n, m)     one linear predictor per column (e.g. a Coxnet path)
+    time, event : arrays, shape (n,)
+
+    Returns
+    -------
+    float, or ndarray of shape (m,) when ``eta`` is 2-D
+    """
+    eta = np.asarray(eta, float)
+    E = eta.reshape(len(eta), -1)
+    time, event = np.asarray(time, float), np.asarray(event, bool)
+    n = len(time)
+    order = np.argsort(-time, kind="stable")
+    Es, ts = E[order], time[order]
+    grp_end = n - 1 - np.searchsorted(ts[::-1], ts, side="left")  # last row tied with each row
+    ev = np.flatnonzero(event[order])
+    if n == 0 or len(ev) == 0:
+        ll = np.zeros(E.shape[1])
+    else:
+        c = Es.max(axis=0)
+        S0 = np.cumsum(np.exp(Es - c), axis=0)[grp_end[ev]]
+        ll = (Es[ev] - c - np.log(S0)).sum(axis=0)
+    return ll if eta.ndim == 2 else float(ll[0])
 
 
 def breslow_baseline(eta: np.ndarray, time: np.ndarray, event: np.ndarray):

@@ -9,6 +9,7 @@ import warnings
 from typing import Any, Callable
 
 import numpy as np
+from lifelines import KaplanMeierFitter
 from sksurv.metrics import (concordance_index_censored, concordance_index_ipcw, cumulative_dynamic_auc,
                             integrated_brier_score)
 from sksurv.util import Surv
@@ -129,9 +130,12 @@ def numbers_at_risk(time, groups, at: np.ndarray) -> dict[str, list[int]]:
 
 
 def calibration(pred_survival, time, event, horizon: float, n_groups: int = 4) -> dict[str, Any]:
-    """Predicted vs Kaplan-Meier observed survival at ``horizon`` in quantile groups of prediction."""
-    from lifelines import KaplanMeierFitter
+    """Predicted vs Kaplan-Meier observed survival at ``horizon`` in quantile groups of prediction.
 
+    The observed value of a group is estimated only where some of its patients are still at risk
+    at ``horizon``; otherwise (Kaplan-Meier would be carried past its last time) it is reported as
+    not estimable (``observed`` None, ``estimable`` False). Every group carries ``n_at_risk``.
+    """
     pred = np.asarray(pred_survival, float)
     time, event = np.asarray(time, float), np.asarray(event, bool)
     n_groups = max(1, min(n_groups, len(pred) // 10 or 1))
@@ -142,12 +146,16 @@ def calibration(pred_survival, time, event, horizon: float, n_groups: int = 4) -
         m = bins == b
         if m.sum() < 2:
             continue
-        km = KaplanMeierFitter().fit(time[m], event[m])
-        obs = float(km.predict(horizon))
-        lo, hi = (float(v) for v in km.confidence_interval_survival_function_.asof(horizon).values) \
-            if horizon >= km.timeline.min() else (float("nan"), float("nan"))
-        rows.append({"predicted": float(pred[m].mean()), "observed": obs, "observed_ci": [lo, hi], "n": int(m.sum())})
-    return {"horizon": horizon, "groups": rows}
+        at_risk = int((time[m] >= horizon).sum())
+        row = {"predicted": float(pred[m].mean()), "n": int(m.sum()), "n_at_risk": at_risk, "estimable": at_risk > 0,
+               "observed": None, "observed_ci": [None, None]}
+        if at_risk:
+            km = KaplanMeierFitter().fit(time[m], event[m])
+            row["observed"] = float(km.predict(horizon))
+            row["observed_ci"] = [float(v) for v in km.confidence_interval_survival_function_.asof(horizon).values]
+        rows.append(row)
+    return {"horizon": horizon, "groups": rows,
+            "not_estimable": [i for i, r in enumerate(rows) if not r["estimable"]]}
 
 
 def integrated_brier(time, event, surv_matrix, times, *, train_time=None, train_event=None) -> float:

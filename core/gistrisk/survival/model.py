@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from gistrisk.survival.pipeline import ModalityPipeline
 SCHEMA_VERSION = 1
 BUNDLE_FILE = "model.json"
 ID = "patient_id"
+log = logging.getLogger(__name__)
 
 def subset_key(mods) -> str:
     return "+".join(sorted(mods))
@@ -57,11 +59,17 @@ class MultimodalRiskModel:
     # ---- prediction -------------------------------------------------------------------------------------
     def scores(self, tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
         """Unimodal scores, one column per modality (NaN where the modality is missing)."""
-        unknown = sorted(set(tables) - set(self.modalities_))
+        silent = set(self.info_.get("no_signal") or {})
+        for m in sorted(set(tables) & silent):
+            log.warning("modality %r carried no signal on the development cohort and is not part of this model; "
+                        "its table is ignored", m)
+        unknown = sorted(set(tables) - set(self.modalities_) - silent)
         if unknown:
             raise InputError(f"model has no modality {unknown}; it knows {self.modalities_}")
         frames = {}
         for m, df in tables.items():
+            if m in silent:
+                continue
             df = _indexed(df, m)
             missing = [c for c in self.input_columns_[m] if c not in df.columns]
             if missing:
@@ -75,6 +83,24 @@ class MultimodalRiskModel:
         for m in self.modalities_:
             out[f"score_{m}"] = frames[m].reindex(ids) if m in frames else np.nan
         return out
+
+    def outside_training_range(self, tables: dict[str, pd.DataFrame]) -> pd.Series:
+        """Per patient, the numeric model inputs outside the training cohort's range (model card),
+        as ``"modality:column=value (training min-max)"`` joined by ``;`` ("" when none)."""
+        ranges = (self.info_.get("model_card") or {}).get("input_ranges") or {}
+        out: dict[str, list[str]] = {}
+        for m, df in tables.items():
+            df = _indexed(df, m)
+            for c, r in (ranges.get(m) or {}).items():
+                if "min" not in r or c not in df.columns:
+                    continue
+                v = pd.to_numeric(df[c], errors="coerce")
+                bad = v[(v < r["min"]) | (v > r["max"])]
+                for pid, x in bad.items():
+                    out.setdefault(str(pid), []).append(f"{m}:{c}={x:g} (training {r['min']:g} to {r['max']:g})")
+        s = pd.Series({pid: ";".join(v) for pid, v in out.items()}, dtype=object, name="outside_training_range")
+        s.index.name = ID
+        return s
 
     def imputed_inputs(self, tables: dict[str, pd.DataFrame]) -> pd.Series:
         """Per patient, the model inputs that are empty and will be imputed with the training
@@ -179,7 +205,7 @@ class MultimodalRiskModel:
         if problem:
             raise BundleError(f"the fitted model has a number that is not finite at {problem}; no bundle written "
                               f"to {directory} (check the input tables for extreme values)")
-        d = _nan_to_null(d)
+        d = nan_to_null(d)
         directory.mkdir(parents=True, exist_ok=True)
         write_json(directory / BUNDLE_FILE, d, allow_nan=False)
         return directory
@@ -265,14 +291,14 @@ def first_non_finite(d: dict[str, Any]) -> str | None:
     return None
 
 
-def _nan_to_null(obj: Any) -> Any:
+def nan_to_null(obj: Any) -> Any:
     """Descriptive parts (metrics, curves, selection details): a NaN statistic is written as null."""
     if isinstance(obj, dict):
-        return {k: _nan_to_null(v) for k, v in obj.items()}
+        return {k: nan_to_null(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_nan_to_null(v) for v in obj]
+        return [nan_to_null(v) for v in obj]
     if isinstance(obj, np.ndarray):
-        return _nan_to_null(obj.tolist())
+        return nan_to_null(obj.tolist())
     if isinstance(obj, (float, np.floating)) and not np.isfinite(obj):
         return None
     return obj

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -11,7 +12,7 @@ from sklearn.base import BaseEstimator
 
 from gistrisk.errors import InputError
 from gistrisk.survival.config import ModalityConfig
-from gistrisk.survival.cox import CoxResult, fit_cox
+from gistrisk.survival.cox import CoxResult, cox_with_coef, fit_cox
 from gistrisk.survival.evaluation import harrell_c
 from gistrisk.survival.preprocess import Preprocessor
 from gistrisk.survival.selection import LassoCoxSelector, RSFSelector, StepwiseCoxSelector
@@ -22,6 +23,11 @@ log = logging.getLogger(__name__)
 class ModalityPipeline(BaseEstimator):
     """Selection and a Cox model for one modality, as an sklearn-style survival estimator.
 
+    ``config.selection`` is ``"paper"`` (LASSO-Cox -> RSF -> stepwise Cox -> Cox refitted on the
+    selected features) or ``"coxnet"`` (the cross-validated Coxnet is the model: its non-zero
+    coefficients, no refit). When cross-validation prefers the empty LASSO model the modality carries
+    no signal: no feature, a score of 0 for everyone.
+
     Parameters
     ----------
     name : str                      modality name (e.g. ``"radiomics"``)
@@ -30,10 +36,13 @@ class ModalityPipeline(BaseEstimator):
 
     Attributes
     ----------
-    preprocessor_ : Preprocessor     restricted to the selected features
-    selected_ : list of str          final features
+    preprocessor_ : Preprocessor     restricted to the selected features (no input column when no signal)
+    selected_ : list of str          final features ([] when no signal)
     steps_ : dict                    per step: features kept and details
-    cox_ : CoxResult                 Cox on the selected (standardised) features
+    cox_ : CoxResult                 Cox on the selected (standardised) features; with coxnet the Coxnet
+                                     coefficients (``se`` NaN); empty (null model) when no signal
+    no_signal_ : bool                cross-validation preferred the empty model; ``score`` is 0
+    selection_ : str                 ``"paper"`` or ``"coxnet"``
     clusters_ : dict or None         frozen cluster centres when clustering is on
     warnings_ : list of str
     """
@@ -52,7 +61,7 @@ class ModalityPipeline(BaseEstimator):
             raise InputError(f"modality {self.name!r}: only {n_events} event(s) among {len(event)} patients; "
                              "a Cox model needs at least 2", file=X.attrs.get("source"))
         max_final = max(1, n_events // max(cfg.min_events_per_feature, 1))
-        if max_final < cfg.stepwise.max_features:
+        if cfg.selection == "paper" and max_final < cfg.stepwise.max_features:
             msg = (f"modality {self.name!r}: {n_events} events allow at most {max_final} feature(s) "
                    f"(min_events_per_feature={cfg.min_events_per_feature}); final model shrunk from "
                    f"{cfg.stepwise.max_features}")
@@ -69,33 +78,64 @@ class ModalityPipeline(BaseEstimator):
             self.steps_["preprocess"]["pca"] = {
                 "n_components": len(pre.component_names_),
                 "explained_variance": float(pre.explained_variance_ratio_.sum())}
-        cols = list(Z.columns)
-        if cfg.lasso.enabled and len(cols) > 1:
-            sel = LassoCoxSelector(cfg.lasso, seed=self.seed).fit(Z[cols], time, event)
-            cols = sel.selected_
-            self.steps_["lasso"] = {**sel.details_, "selected": cols}
-        if cfg.rsf.enabled and len(cols) > 1:
-            sel = RSFSelector(cfg.rsf, seed=self.seed).fit(Z[cols], time, event)
-            cols = sel.selected_
-            self.steps_["rsf"] = {**sel.details_, "selected": cols}
-        if cfg.stepwise.enabled and len(cols) > 1:
-            sel = StepwiseCoxSelector(cfg.stepwise, penalizer=cfg.cox.penalizer, max_features=max_final).fit(
-                Z[cols], time, event)
-            cols = sel.selected_
-            self.steps_["stepwise"] = {**sel.details_, "selected": cols}
-        if len(cols) > max_final:
-            # keep the strongest by univariate Wald z when no step brought the count down far enough
-            z = [abs(r.coef[0] / r.se[0]) for r in (fit_cox(Z[[c]].to_numpy(), time, event) for c in cols)]
-            cols = [cols[i] for i in sorted(np.argsort(z)[::-1][:max_final])]
-        self.selected_ = list(cols)
-        self.preprocessor_ = pre.restrict(self.selected_)
-        A = Z[self.selected_].to_numpy(float)
-        self.cox_: CoxResult = fit_cox(A, time, event, penalizer=cfg.cox.penalizer)
-        if not self.cox_.converged:
-            self.warnings_.append(f"modality {self.name!r}: Cox did not converge")
+        self.no_signal_ = False
+        self.selection_ = cfg.selection
+        self.clusters_ = None
+        self.n_train_, self.events_train_ = len(time), n_events
+        if cfg.selection == "coxnet":
+            sel = LassoCoxSelector(replace(cfg.lasso, max_features=Z.shape[1]), seed=self.seed).fit(Z, time, event)
+            self.steps_["coxnet"] = {**sel.details_, "selected": sel.selected_}
+            if sel.empty_:
+                return self._no_signal(pre, time, event, "coxnet")
+            self.selected_ = list(sel.selected_)
+            self.preprocessor_ = pre.restrict(self.selected_)
+            A = Z[self.selected_].to_numpy(float)
+            coef = sel.coef_[[Z.columns.get_loc(c) for c in self.selected_]]
+            self.cox_: CoxResult = cox_with_coef(A, time, event, coef)  # the Coxnet's own coefficients, no refit
+        else:
+            cols = list(Z.columns)
+            if cfg.lasso.enabled and len(cols) > 1:
+                sel = LassoCoxSelector(cfg.lasso, seed=self.seed).fit(Z[cols], time, event)
+                self.steps_["lasso"] = {**sel.details_, "selected": sel.selected_}
+                if sel.empty_:
+                    return self._no_signal(pre, time, event, "LASSO-Cox")
+                cols = sel.selected_
+            if cfg.rsf.enabled and len(cols) > 1:
+                sel = RSFSelector(cfg.rsf, seed=self.seed).fit(Z[cols], time, event)
+                cols = sel.selected_
+                self.steps_["rsf"] = {**sel.details_, "selected": cols}
+            if cfg.stepwise.enabled and len(cols) > 1:
+                sel = StepwiseCoxSelector(cfg.stepwise, penalizer=cfg.cox.penalizer, max_features=max_final).fit(
+                    Z[cols], time, event)
+                cols = sel.selected_
+                self.steps_["stepwise"] = {**sel.details_, "selected": cols}
+            if len(cols) > max_final:
+                # keep the strongest by univariate Wald z when no step brought the count down far enough
+                z = [abs(r.coef[0] / r.se[0]) for r in (fit_cox(Z[[c]].to_numpy(), time, event) for c in cols)]
+                cols = [cols[i] for i in sorted(np.argsort(z)[::-1][:max_final])]
+            self.selected_ = list(cols)
+            self.preprocessor_ = pre.restrict(self.selected_)
+            A = Z[self.selected_].to_numpy(float)
+            self.cox_ = fit_cox(A, time, event, penalizer=cfg.cox.penalizer)
+            if not self.cox_.converged:
+                self.warnings_.append(f"modality {self.name!r}: Cox did not converge")
         self.cutoff_ = float(np.median(self.cox_.linear_predictor(A)))
         self.clusters_ = self._fit_clusters(A, cfg) if cfg.cluster.enabled else None
-        self.n_train_, self.events_train_ = len(time), n_events
+        return self
+
+    def _no_signal(self, pre: Preprocessor, time: np.ndarray, event: np.ndarray, by: str) -> "ModalityPipeline":
+        """No feature: the null Cox (Nelson-Aalen baseline), a score of 0 and a warning (logged)."""
+        msg = (f"modality {self.name!r}: cross-validated {by} prefers the empty model; no feature carries "
+               "signal, the modality's score is 0 for every patient")
+        log.warning(msg)
+        self.warnings_.append(msg)
+        self.no_signal_ = True
+        self.selected_ = []
+        # a copy without principal axes: a modality without signal needs no input column
+        self.preprocessor_ = Preprocessor.from_dict({**pre.to_dict(), "pca": None}).restrict([])
+        self.cox_ = fit_cox(np.zeros((len(time), 0)), time, event)
+        self.cutoff_ = 0.0
+        self.clusters_ = None
         return self
 
     def _fit_clusters(self, A: np.ndarray, cfg: ModalityConfig) -> dict[str, Any]:
@@ -107,7 +147,10 @@ class ModalityPipeline(BaseEstimator):
     def score(self, X: pd.DataFrame, time=None, event=None):
         """Without outcomes: the modality score (Cox linear predictor), shape (n,).
         With ``time`` and ``event``: Harrell's C of that score (sklearn's ``score`` convention)."""
-        lp = self.cox_.linear_predictor(self.preprocessor_.transform(X).to_numpy(float))
+        if getattr(self, "no_signal_", False):
+            lp = np.zeros(len(X))
+        else:
+            lp = self.cox_.linear_predictor(self.preprocessor_.transform(X).to_numpy(float))
         if time is None:
             return lp
         return harrell_c(time, event, lp)
@@ -117,7 +160,7 @@ class ModalityPipeline(BaseEstimator):
     def cluster(self, X: pd.DataFrame) -> np.ndarray:
         """Nearest frozen cluster centre per row, shape (n,)."""
         if self.clusters_ is None:
-            raise ValueError(f"clustering is off for modality {self.name!r}")
+            raise ValueError(f"modality {self.name!r} has no clusters (clustering off or no signal)")
         A = self.preprocessor_.transform(X).to_numpy(float)
         C = np.asarray(self.clusters_["centers"], float)
         return np.argmin(((A[:, None, :] - C[None]) ** 2).sum(-1), axis=1)
@@ -131,7 +174,8 @@ class ModalityPipeline(BaseEstimator):
                     "baseline_time": r.baseline_time.tolist(), "baseline_cumhaz": r.baseline_cumhaz.tolist(),
                     "converged": r.converged, "n_iter": r.n_iter},
             "cutoff": self.cutoff_, "clusters": self.clusters_, "n_train": self.n_train_, "events_train": self.events_train_,
-            "warnings": self.warnings_,
+            "warnings": self.warnings_, "no_signal": bool(getattr(self, "no_signal_", False)),
+            "selection": getattr(self, "selection_", "paper"),
         }
 
     @classmethod
@@ -146,6 +190,8 @@ class ModalityPipeline(BaseEstimator):
         p.clusters_, p.n_train_, p.events_train_ = d["clusters"], d["n_train"], d["events_train"]
         p.cutoff_ = float(d["cutoff"])
         p.warnings_ = d.get("warnings", [])
+        p.no_signal_ = bool(d.get("no_signal", False))
+        p.selection_ = d.get("selection", "paper")
         return p
 
     def feature_labels(self) -> list[str]:
@@ -158,7 +204,10 @@ class ModalityPipeline(BaseEstimator):
                 for name, v in zip(pre.component_names_, pre.explained_variance_ratio_)]
 
     def hazard_ratios(self) -> pd.DataFrame:
-        """Per selected feature (per 1 SD): HR with 95% CI and Wald p; ``label`` is a readable name."""
+        """Per selected feature (per 1 SD): HR with 95% CI and Wald p; ``label`` is a readable name.
+
+        Empty when the modality has no signal; CI and p are NaN for ``selection: coxnet`` (penalised
+        coefficients have no Wald standard error)."""
         r = self.cox_
         return pd.DataFrame({"feature": self.selected_, "label": self.feature_labels(), "coef": r.coef,
                              "hr": np.exp(r.coef),

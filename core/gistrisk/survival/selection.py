@@ -15,7 +15,7 @@ import pandas as pd
 from sklearn.model_selection import StratifiedKFold
 
 from gistrisk.survival.config import LassoConfig, RSFConfig, StepwiseConfig
-from gistrisk.survival.cox import fit_cox
+from gistrisk.survival.cox import fit_cox, partial_loglik
 from gistrisk.survival.evaluation import as_surv, harrell_c
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,30 @@ def event_folds(event: np.ndarray, n_folds: int, seed: int):
 
 
 class LassoCoxSelector:
-    """LASSO-Cox (Coxnet) with the penalty chosen by cross-validated Harrell's C."""
+    """LASSO-Cox (Coxnet) with the penalty chosen by cross-validation.
+
+    ``criterion="deviance"`` (default) follows glmnet's ``cv.glmnet`` for Cox (``grouped=TRUE``): the
+    deviance of fold k is ``-2 * (l(b_k) - l_-k(b_k))``, with ``b_k`` fitted without fold k, ``l`` the
+    partial log-likelihood of all rows and ``l_-k`` that of the training rows (Verweij & van
+    Houwelingen 1993). It is used rather than the plain held-out partial likelihood because a held-out
+    fold of a few dozen patients has tiny risk sets of its own; here each held-out event is compared with
+    its full risk set. Per alpha the fold deviances are divided by the fold's events and averaged
+    weighted by events; the standard error is the weighted SD over folds / sqrt(K - 1) (as glmnet).
+    The Breslow saturated term glmnet adds with tied times is constant in alpha and left out.
+    ``criterion="cindex"`` maximises the mean held-out Harrell's C instead (the empty model counts 0.5).
+    ``one_se`` takes the largest alpha whose CV value is within one standard error of the best.
+
+    Attributes
+    ----------
+    alphas_ : list of float, shape (n_alphas,)      the path, largest first
+    cv_mean_, cv_se_ : list of float, (n_alphas,)   the criterion's CV mean and standard error
+    cv_deviance_, cv_c_index_ : list of float       both criteria's CV means (NaN where a fold's path stopped)
+    alpha_ : float                                   chosen penalty
+    coef_ : ndarray, shape (p,)                      Coxnet coefficients at ``alpha_`` on all rows
+    empty_ : bool                                    the chosen model has no feature (CV prefers the null model)
+    selected_ : list of str                          non-zero features (at most ``max_features``; [] when empty)
+    details_ : dict
+    """
 
     def __init__(self, config: LassoConfig | None = None, seed: int = 0):
         self.config = config or LassoConfig()
@@ -43,37 +66,72 @@ class LassoCoxSelector:
                                       alpha_min_ratio=c.alpha_min_ratio, max_iter=100000, tol=1e-7)
 
     def fit(self, X: pd.DataFrame, time: np.ndarray, event: np.ndarray) -> "LassoCoxSelector":
+        c = self.config
+        time, event = np.asarray(time, float), np.asarray(event, int)
         y = as_surv(time, event)
         A = X.to_numpy(float)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             path = self._coxnet().fit(A, y)
-            alphas = path.alphas_
-            scores = np.zeros((0, len(alphas)))
-            for tr, te in event_folds(event, self.config.cv_folds, self.seed):
-                m = self._coxnet(alphas).fit(A[tr], y[tr])
-                risk = A[te] @ m.coef_  # (n_te, n_alphas)
-                row = [harrell_c(time[te], event[te], risk[:, j]) if np.any(risk[:, j] != 0) else 0.5
-                       for j in range(m.coef_.shape[1])]
-                row += [0.5] * (len(alphas) - len(row))
-                scores = np.vstack([scores, row])
-        mean = np.nanmean(scores, axis=0)
-        best = int(np.nanargmax(mean))
-        coef = path.coef_[:, min(best, path.coef_.shape[1] - 1)]
+            alphas = np.asarray(path.alphas_, float)
+            folds = event_folds(event, c.cv_folds, self.seed)
+            dev = np.full((len(folds), len(alphas)), np.nan)  # -2 * (l_full - l_train) per fold
+            cidx = np.full((len(folds), len(alphas)), np.nan)
+            w = np.zeros(len(folds))  # events per held-out fold
+            for k, (tr, te) in enumerate(folds):
+                B = self._coxnet(alphas).fit(A[tr], y[tr]).coef_  # (p, m), m <= n_alphas if the path stopped
+                m = B.shape[1]
+                dev[k, :m] = -2 * (partial_loglik(A @ B, time, event) - partial_loglik(A[tr] @ B, time[tr], event[tr]))
+                risk = A[te] @ B
+                cidx[k, :m] = [harrell_c(time[te], event[te], risk[:, j]) if np.any(risk[:, j] != 0) else 0.5
+                               for j in range(m)]
+                w[k] = event[te].sum()
+        dev_mean, dev_se = _weighted_cv(dev / w[:, None], w)
+        c_mean, c_se = _weighted_cv(cidx, np.ones(len(folds)))
+        sign = 1.0 if c.criterion == "deviance" else -1.0  # minimise deviance, maximise C
+        mean, se = (dev_mean, dev_se) if c.criterion == "deviance" else (c_mean, c_se)
+        score = np.where(np.isfinite(mean), sign * mean, np.inf)
+        best = int(np.argmin(score))
+        chosen = best
+        if c.one_se and np.isfinite(se[best]):
+            chosen = int(np.flatnonzero(score <= score[best] + se[best])[0])  # alphas are decreasing
+        coef = path.coef_[:, min(chosen, path.coef_.shape[1] - 1)]
         nz = np.flatnonzero(coef)
-        if len(nz) == 0:
-            # nothing survives the chosen penalty: keep the first features to enter the path
-            nz_any = [np.flatnonzero(path.coef_[:, j]) for j in range(path.coef_.shape[1])]
-            nz = next((z for z in nz_any if len(z)), np.array([], int))
-            log.warning("LASSO-Cox selected no feature at the CV-best alpha; kept the first to enter the path")
-        if len(nz) > self.config.max_features:
-            nz = nz[np.argsort(-np.abs(coef[nz]))[: self.config.max_features]]
-        self.alpha_ = float(alphas[best])
-        self.cv_c_index_ = mean.tolist()
+        self.empty_ = len(nz) == 0
+        if self.empty_:
+            log.info("LASSO-Cox: cross-validation prefers the empty model (alpha %.4g, no feature)", alphas[chosen])
+        if len(nz) > c.max_features:
+            nz = nz[np.argsort(-np.abs(coef[nz]))[: c.max_features]]
         self.alphas_ = alphas.tolist()
+        self.cv_mean_, self.cv_se_ = mean.tolist(), se.tolist()
+        self.cv_deviance_, self.cv_c_index_ = dev_mean.tolist(), c_mean.tolist()
+        self.alpha_ = float(alphas[chosen])
+        self.coef_ = np.asarray(coef, float)
         self.selected_ = [X.columns[i] for i in sorted(nz)]
-        self.details_ = {"alpha": self.alpha_, "cv_c_index": float(mean[best]), "n_selected": len(self.selected_)}
+        self.details_ = {"criterion": c.criterion, "one_se": c.one_se, "alpha": self.alpha_,
+                         "alpha_index": chosen, "alpha_min": float(alphas[best]),
+                         "cv_deviance": _finite(dev_mean[chosen]), "cv_c_index": _finite(c_mean[chosen]),
+                         "n_selected": len(self.selected_), "empty": self.empty_}
         return self
+
+
+def _weighted_cv(values: np.ndarray, w: np.ndarray):
+    """Weighted mean over folds and its standard error (glmnet's cvm, cvsd), each shape (n_alphas,).
+
+    ``values`` (K, n_alphas) may hold NaN (a fold whose path stopped early); ``w`` (K,) are fold weights.
+    """
+    ok = np.isfinite(values)
+    W = np.where(ok, w[:, None], 0.0)
+    V = np.where(ok, values, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = (W * V).sum(0) / W.sum(0)
+        var = (W * (V - mean) ** 2).sum(0) / W.sum(0)
+        se = np.sqrt(var / (ok.sum(0) - 1))
+    return mean, se
+
+
+def _finite(v: float) -> float | None:
+    return float(v) if np.isfinite(v) else None
 
 
 class RSFSelector:
@@ -116,7 +174,11 @@ class RSFSelector:
 
 
 class StepwiseCoxSelector:
-    """Stepwise Cox selection (forward, backward or both) by AIC or by Wald p-values."""
+    """Stepwise Cox selection (forward, backward or both) by AIC or by Wald p-values.
+
+    With ``direction="both"`` each addition is followed by at most one removal; by AIC, every accepted
+    step (addition or removal) lowers the AIC of the model currently held.
+    """
 
     def __init__(self, config: StepwiseConfig | None = None, penalizer: float = 0.0, max_features: int | None = None):
         self.config = config or StepwiseConfig()
@@ -154,7 +216,11 @@ class StepwiseCoxSelector:
                 chosen.append(j)
                 history.append({"step": "add", "feature": X.columns[j]})
                 if c.direction == "both":
+                    n_before = len(chosen)
                     chosen = self._backward(A, chosen, time, event, history, limit, names=X.columns, once=True)
+                    if c.criterion == "aic" and len(chosen) < n_before:
+                        # a removal lowered the AIC: the next addition must beat the model now held
+                        best_aic = self._score(A, chosen, time, event)[0]
         if not chosen:
             # nothing improved the criterion: keep the feature with the largest univariate Wald z
             fits = [self._score(A, [j], time, event)[1] for j in range(A.shape[1])]

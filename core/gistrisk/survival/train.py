@@ -11,13 +11,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
+from lifelines import CoxPHFitter, KaplanMeierFitter
+from lifelines.statistics import proportional_hazard_test
 
+from gistrisk.clinical.dictionary import ClinicalDictionary, default_dictionary
 from gistrisk.errors import InputError
 from gistrisk.provenance import provenance
 from gistrisk.survival.config import FitConfig
@@ -45,7 +49,7 @@ def assign_folds(outcomes: pd.DataFrame, n_folds: int, seed: int) -> pd.Series:
 
 
 def fit_multimodal(tables: dict[str, pd.DataFrame], outcomes: pd.DataFrame, config: FitConfig,
-                   progress=None) -> MultimodalRiskModel:
+                   progress=None, dictionary: ClinicalDictionary | None = None) -> MultimodalRiskModel:
     """Fit pipelines, out-of-fold scores and fusion models.
 
     Parameters
@@ -54,9 +58,12 @@ def fit_multimodal(tables: dict[str, pd.DataFrame], outcomes: pd.DataFrame, conf
     outcomes : DataFrame indexed by patient_id with ``time`` and ``event``
     config : FitConfig
     progress : optional callable(str) told about each finished task
+    dictionary : the clinical data dictionary (treatment variables, units); the packaged one by default
     """
     if not tables:
         raise InputError("no modality given (use --modality NAME=TABLE)")
+    dictionary = dictionary or default_dictionary()
+    tables, treatment = _treatment_columns(tables, config, dictionary)
     id_report = {m: match_ids(df, outcomes, m) for m, df in tables.items()}
     folds = assign_folds(outcomes, config.fusion.oof_folds, config.seed)
     data = {}
@@ -91,7 +98,16 @@ def fit_multimodal(tables: dict[str, pd.DataFrame], outcomes: pd.DataFrame, conf
                 Xte = X[f == k]
                 oof.loc[Xte.index, m] = pipes[(m, k)].score(Xte)
     final = {m: pipes[(m, "final")] for m in data}
-    mods = sorted(data)
+    no_signal = {m: p.warnings_[-1] if p.warnings_ else "no feature selected"
+                 for m, p in final.items() if getattr(p, "no_signal_", False)}
+    for m, why in no_signal.items():
+        log.warning("modality %r carries no signal on the development cohort and leaves the fusion: %s", m, why)
+    mods = sorted(m for m in data if m not in no_signal)
+    if not mods:
+        raise InputError(f"no modality carries signal: cross-validated selection kept no feature in "
+                         f"{', '.join(sorted(no_signal))}; no model is fitted")
+    for m in no_signal:
+        del final[m]
 
     fusion = {}
     for sub in all_subsets(mods):
@@ -107,15 +123,20 @@ def fit_multimodal(tables: dict[str, pd.DataFrame], outcomes: pd.DataFrame, conf
     if main not in fusion:
         raise InputError(f"too few patients with all modalities {mods} to fit the late-fusion Cox")
 
-    cv = cv_metrics(oof, outcomes, folds, mods, config, data, pipes)
+    cv, cv_groups = cv_metrics(oof, outcomes, folds, mods, config, data, pipes)
+    cv["selection_comparison"] = selection_comparison(data, outcomes, folds, config, pipes)
     early = fit_early_fusion(final, data, outcomes, config) if config.fusion.early_fusion and len(mods) > 1 else None
+    cv["proportional_hazards"] = {
+        **{m: ph_test(final[m].preprocessor_.transform(data[m][0]).to_numpy(float), data[m][1], data[m][2],
+                      final[m].selected_, config.for_modality(m).cox.penalizer) for m in mods},
+        "fusion": ph_test(oof[mods].dropna().to_numpy(float), outcomes.loc[oof[mods].dropna().index, "time"],
+                          outcomes.loc[oof[mods].dropna().index, "event"], mods, config.fusion.penalizer)}
 
-    # risk groups of the training cohort (fusion applied to OOF scores) for context curves
+    # risk groups of the training cohort for context curves: cross-validated (fusion weights and
+    # cut-off from the other folds), so their log-rank p is an honest development figure
+    km = km_logrank(outcomes.loc[cv_groups.index, "time"], outcomes.loc[cv_groups.index, "event"], cv_groups.to_numpy())
+    schema = clinical_schema(tables["clinical"], final["clinical"], dictionary) if "clinical" in final else []
     S = oof[mods].dropna()
-    risk = fusion[main].risk(S.to_numpy(float))
-    groups = np.where(risk > fusion[main].cutoff, "high", "low")
-    km = km_logrank(outcomes.loc[S.index, "time"], outcomes.loc[S.index, "event"], groups)
-    schema = clinical_schema(tables["clinical"], final["clinical"]) if "clinical" in final else []
     info = provenance(config.to_dict(), cohort={
         "n_outcomes": int(len(outcomes)), "events": int(outcomes["event"].sum()),
         "median_follow_up_months": float(outcomes["time"].median()),
@@ -123,33 +144,124 @@ def fit_multimodal(tables: dict[str, pd.DataFrame], outcomes: pd.DataFrame, conf
                          for m, d in data.items()},
         "n_all_modalities": int(len(S)), "id_mismatches": id_report,
     })
-    model = MultimodalRiskModel(final, fusion, early, schema, {**km["curves"], "logrank_p": km["logrank_p"]}, cv, info)
+    info["no_signal"] = no_signal
+    info["treatment"] = treatment
+    info["model_card"] = model_card(final, data, outcomes, mods)
+    model = MultimodalRiskModel(final, fusion, early, schema, {**km["curves"], "logrank_p": km["logrank_p"],
+                                                               "cross_validated": True}, cv, info)
     model.oof_scores_ = oof
     return model
+
+
+def _treatment_columns(tables, config: FitConfig, dictionary: ClinicalDictionary):
+    """Drop treatment variables decided after the risk assessment from the clinical table unless the
+    config includes them (they are confounded by indication: given because the risk was high)."""
+    clin = tables.get("clinical")
+    cols = [c for c in (clin.columns if clin is not None else [])
+            if (v := dictionary.variable_for_column(c)) is not None and v.treatment]
+    setting = getattr(config, "treatment", "exclude")
+    record = {"setting": setting, "included": cols if setting == "include" else [],
+              "excluded": cols if setting != "include" else []}
+    if cols and setting != "include":
+        log.warning("clinical: treatment variable(s) %s left out of the risk model (decided after the risk "
+                    "assessment, confounded by indication); set `treatment: include` in the fit config to use them",
+                    ", ".join(cols))
+        kept = clin.drop(columns=cols)
+        kept.attrs = dict(clin.attrs)
+        tables = {**tables, "clinical": kept}
+    elif cols:
+        log.warning("clinical: treatment variable(s) %s are in the risk model (config `treatment: include`): "
+                    "they are confounded by indication", ", ".join(cols))
+    return tables, record
+
+
+def model_card(final: dict[str, ModalityPipeline], data, outcomes: pd.DataFrame, mods) -> dict[str, Any]:
+    """What a reader of the bundle needs to judge whether a new patient resembles the training
+    cohort: size, events, follow-up and the range of every input the model reads."""
+    t, e = outcomes["time"].to_numpy(float), outcomes["event"].to_numpy(int)
+    ranges: dict[str, dict[str, Any]] = {}
+    for m in mods:
+        X, pre = data[m][0], final[m].preprocessor_
+        r: dict[str, Any] = {}
+        for c in pre.numeric_:
+            v = pd.to_numeric(X[c], errors="coerce").dropna().to_numpy(float)
+            if len(v):
+                r[c] = {"min": float(v.min()), "max": float(v.max()), "p01": float(np.quantile(v, 0.01)),
+                        "p99": float(np.quantile(v, 0.99)), "n": int(len(v))}
+        for c in pre.categorical_:
+            r[c] = {"levels": list(pre.levels_[c])}
+        ranges[m] = r
+    return {"n": int(len(outcomes)), "events": int(e.sum()),
+            "follow_up_months": {"median": float(np.median(t)), "min": float(t.min()), "max": float(t.max()),
+                                 "median_reverse_km": reverse_km_median(t, e)},
+            "modalities": list(mods), "per_modality": {m: {"n": int(len(data[m][0])), "events": int(data[m][2].sum())}
+                                                       for m in mods},
+            "input_ranges": ranges}
+
+
+def reverse_km_median(time, event) -> float | None:
+    """Median follow-up by the reverse Kaplan-Meier method (censoring as the event)."""
+    km = KaplanMeierFitter().fit(np.asarray(time, float), 1 - np.asarray(event, int))
+    med = km.median_survival_time_
+    return float(med) if np.isfinite(med) else None
+
+
+def ph_test(A: np.ndarray, time, event, names: list[str], penalizer: float) -> dict[str, Any]:
+    """Proportional-hazards check of a Cox model's covariates: Schoenfeld-residual test of each
+    (lifelines ``proportional_hazard_test``, rank time transform) on the model's training rows."""
+    A = np.asarray(A, float)
+    df = pd.DataFrame(A, columns=[f"x{i}" for i in range(A.shape[1])])
+    df["time"], df["event"] = np.asarray(time, float), np.asarray(event, int)
+    try:
+        cph = CoxPHFitter(penalizer=penalizer / max(len(df), 1)).fit(df, "time", "event")
+        res = proportional_hazard_test(cph, df, time_transform="rank")
+    except Exception as e:  # noqa: BLE001 - a failed check is reported, never fatal
+        return {"method": PH_METHOD, "error": f"{type(e).__name__}: {e}"}
+    p = {names[int(k[1:])]: float(v) for k, v in zip(res.summary.index, res.summary["p"])}
+    return {"method": PH_METHOD, "p": p, "min_p": float(min(p.values())) if p else None,
+            "violated_at_0.05": sorted(k for k, v in p.items() if v < 0.05)}
+
+
+PH_METHOD = ("Schoenfeld residuals against rank of time, per covariate (lifelines proportional_hazard_test), "
+             "on the training rows")
 
 
 def cv_metrics(oof, outcomes, folds, mods, config: FitConfig, data, pipes) -> dict[str, Any]:
     """Cross-validated development C-indices: unimodal OOF scores, late fusion and early fusion."""
     out: dict[str, Any] = {}
     seed, B = config.seed, config.bootstrap
-    for m in mods:
+    for m in sorted(data):
         s = oof[m].dropna()
         y = outcomes.loc[s.index]
         out[m] = c_index_summary(y["time"], y["event"], s.to_numpy(), n_boot=B, seed=seed)
-    # late fusion: fusion weights from the other folds, applied to this fold's OOF scores
+        if m not in mods:
+            out[m]["no_signal"] = "no feature selected on the whole development cohort; left out of the fusion"
+    # late fusion: fusion weights and risk cut-off from the other folds, applied to this fold's OOF scores
     S = oof[mods].dropna()
     y = outcomes.loc[S.index]
     fused = pd.Series(np.nan, index=S.index)
+    groups = pd.Series("", index=S.index, dtype=object)
     f = folds.loc[S.index].to_numpy()
     for k in np.unique(f):
         tr, te = f != k, f == k
         if y["event"].to_numpy()[tr].sum() < 2:
             continue
-        r = fit_cox(S.to_numpy(float)[tr], y["time"].to_numpy()[tr], y["event"].to_numpy()[tr],
-                    penalizer=config.fusion.penalizer)
-        fused[te] = r.linear_predictor(S.to_numpy(float)[te])
+        fz = fit_fusion(mods, S.to_numpy(float)[tr], y["time"].to_numpy()[tr], y["event"].to_numpy()[tr],
+                        penalizer=config.fusion.penalizer, cutoff=config.fusion.cutoff)
+        fused[te] = fz.risk(S.to_numpy(float)[te])
+        groups[te] = np.where(fused[te] > fz.cutoff, "high", "low")
     ok = fused.notna()
     out["fusion"] = c_index_summary(y["time"][ok], y["event"][ok], fused[ok].to_numpy(), n_boot=B, seed=seed)
+    groups = groups[ok]
+    km = km_logrank(y.loc[groups.index, "time"], y.loc[groups.index, "event"], groups.to_numpy())
+    out["fusion"]["logrank_p"] = km["logrank_p"]
+    out["fusion"]["risk_groups"] = ("cross-validated: fusion weights and the " + config.fusion.cutoff +
+                                    " cut-off of each fold fitted on the other folds only")
+    # the same patients for every model, so that "fusion beats each modality" compares like with like
+    out["same_patients_as_fusion"] = {
+        m: c_index_summary(y["time"][ok], y["event"][ok], S.loc[ok, m].to_numpy(), n_boot=B, seed=seed)
+        for m in mods}
+    out["same_patients_as_fusion"]["fusion"] = out["fusion"]
     if config.fusion.early_fusion and len(mods) > 1:
         early = pd.Series(np.nan, index=S.index)
         for k in np.unique(f):
@@ -166,7 +278,36 @@ def cv_metrics(oof, outcomes, folds, mods, config: FitConfig, data, pipes) -> di
             out["early_fusion"] = c_index_summary(y["time"][ok], y["event"][ok], early[ok].to_numpy(), n_boot=B,
                                                   seed=seed)
     out["_note"] = ("unimodal: out-of-fold scores of pipelines fitted without the scored patients; fusion: "
-                    "fusion Cox fitted on other folds' OOF scores; CIs: percentile bootstrap")
+                    "fusion Cox and risk cut-off fitted on other folds' OOF scores; same_patients_as_fusion: every "
+                    "model on the patients with all modalities; CIs: percentile bootstrap")
+    return out, groups
+
+
+def selection_comparison(data, outcomes, folds, config: FitConfig, pipes) -> dict[str, Any]:
+    """Out-of-fold C of each modality under the other selection (paper chain vs cross-validated
+    Coxnet), in the same folds, beside the configured one: what the paper's chain costs or gains."""
+    out: dict[str, Any] = {}
+    K = config.fusion.oof_folds
+    for m, (X, t, e, f) in data.items():
+        cfg = config.for_modality(m)
+        if not hasattr(cfg, "selection"):
+            return {}
+        alt = "coxnet" if cfg.selection == "paper" else "paper"
+        alt_cfg = dataclasses.replace(cfg, selection=alt)
+        scores = {cfg.selection: pd.Series(np.nan, index=X.index), alt: pd.Series(np.nan, index=X.index)}
+        for k in range(K):
+            tr, te = f != k, f == k
+            if (m, k) not in pipes or not te.any():
+                continue
+            Xtr = X[tr]
+            Xtr.attrs["source"] = X.attrs.get("source")
+            scores[cfg.selection][te] = pipes[(m, k)].score(X[te])
+            scores[alt][te] = _fit_one(m, alt_cfg, config.seed + k, Xtr, t[tr], e[tr]).score(X[te])
+        res = {}
+        for name, sc in scores.items():
+            ok = sc.notna().to_numpy()
+            res[name] = c_index_summary(t[ok], e[ok], sc[ok].to_numpy(), n_boot=config.bootstrap, seed=config.seed)
+        out[m] = {"configured": cfg.selection, **res}
     return out
 
 
@@ -187,5 +328,6 @@ def fit_early_fusion(final: dict[str, ModalityPipeline], data, outcomes, config:
     r = fit_cox(Z, y["time"], y["event"], penalizer=max(config.fusion.penalizer, 0.01))
     names = [f"{m}:{c}" for m in mods for c in final[m].selected_]
     return {"features": names, "coef": r.coef.tolist(), "se": r.se.tolist(), "n": len(ids),
+            "cutoff": float(np.median(Z @ r.coef)),
             "events": int(y["event"].sum()), "converged": r.converged, "penalizer": max(config.fusion.penalizer, 0.01),
             "note": "comparison only; the paper found early fusion unstable at n = 163"}

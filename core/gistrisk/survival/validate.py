@@ -91,7 +91,11 @@ def validate(model: MultimodalRiskModel, tables: dict[str, pd.DataFrame], outcom
                                                        pred["risk_group"], outcomes, bootstrap, seed)
     if model.early_fusion_ and set(model.modalities_) <= set(tables):
         er = model.early_fusion_risk(tables)
-        g = pd.Series(np.where(er > er.median(), "high", "low"), index=er.index)
+        cut = model.early_fusion_.get("cutoff")
+        if cut is None:  # bundles written before the training cut-off was stored
+            log.warning("early fusion: the bundle has no training cut-off; risk groups cut at this cohort's median")
+            cut = float(er.median())
+        g = pd.Series(np.where(er > cut, "high", "low"), index=er.index)
         metrics["early_fusion"] = _summary("early_fusion", er, g, outcomes, bootstrap, seed)
     if "clinical" in tables:
         clin = tables["clinical"].set_index(ID) if ID in tables["clinical"].columns else tables["clinical"]
