@@ -14,7 +14,7 @@ SITE := lib/$(shell $(PYTHON) -c 'import sys; print(f"python{sys.version_info[0]
 DEMO_OUT ?= demo-output
 JOBS ?= 2
 
-.PHONY: setup test demo bench clean
+.PHONY: setup test test-py312 demo bench clean
 
 setup: $(VENV)/.installed
 
@@ -36,6 +36,11 @@ $(VENV)/.installed: $(DEPS)/.installed pyproject.toml
 
 test: setup
 	$(BIN)/python -m pytest -n $(JOBS) -q -rs tests
+
+# The Slicer module's tests on Python 3.12 (Slicer 5.10+), in a venv holding exactly the module's
+# declared requirements, cached in ~/.cache/gistrisk/py312-<hash>.
+test-py312:
+	tests/slicer/run_py312.sh
 
 demo: setup
 	$(BIN)/gistrisk demo --out $(DEMO_OUT)

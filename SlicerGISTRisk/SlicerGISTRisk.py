@@ -51,14 +51,14 @@ class SlicerGISTRisk(ScriptedLoadableModule):
         self.parent.title = _("GIST Risk")
         self.parent.categories = [translate("qSlicerAbstractCoreModule", "Quantification")]
         self.parent.dependencies = ["Segmentations", "SegmentEditor", "Plots", "Tables"]
-        self.parent.contributors = ["SlicerGISTRisk developers"]
+        self.parent.contributors = ["SlicerGISTRisk developers (independent)"]
         self.parent.helpText = _(
             "Predicts recurrence-free survival after surgery for gastrointestinal stromal tumour (GIST) from "
             "portal-venous CT radiomics, clinical data and (optionally) H&amp;E slide features, fused by a Cox "
             "model, with the modified NIH category beside the model's answer. Research use only.")
         self.parent.acknowledgementText = _(
             "Follows the multimodal model of NPJ Precision Oncology 2024 (PubMed 39060449). Radiomics by "
-            "PyRadiomics (SlicerRadiomics extension or pyradiomics-bhklab).")
+            "PyRadiomics (the SlicerRadiomics extension when installed, else pyradiomics-bhklab).")
 
 
 #
@@ -242,9 +242,20 @@ class SlicerGISTRiskWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             editor.setMasterVolumeNode(volumeNode)
         editor.setCurrentSegmentID(segmentId)
 
+    # ---- Python packages ----
+    def ensureDependencies(self) -> bool:
+        """One consent dialog, then one pip call, the first time a computation needs packages."""
+        if self.logic.ensureDependencies(
+                confirm=lambda msg: slicer.util.confirmOkCancelDisplay(msg, _("Install Python packages"))):
+            return True
+        self.ui.statusLabel.text = _("Python packages not installed: nothing was computed.")
+        return False
+
     # ---- clinical form ----
     def onBundleChanged(self, path: str) -> None:
         with slicer.util.tryWithErrorDisplay(_("Cannot read the model bundle."), show=bool(path)):
+            if path and not self.ensureDependencies():
+                return
             self.buildClinicalForm(self.logic.clinicalFields(path) if path else [])
 
     def buildClinicalForm(self, fields) -> None:
@@ -286,6 +297,8 @@ class SlicerGISTRiskWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onPrefillSize(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Cannot measure the tumour."), waitCursor=True):
+            if not self.ensureDependencies():
+                return
             pn = self._parameterNode
             fieldName, value = self.logic.prefillTumourSize(str(pn.bundleDirectory), pn.inputVolume,
                                                             pn.inputSegmentation, pn.tumourSegmentId)
@@ -295,9 +308,9 @@ class SlicerGISTRiskWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # ---- apply ----
     def onApplyButton(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to compute the risk."), waitCursor=True):
-            if not self.logic.ensureDependencies(
-                    confirm=lambda msg: slicer.util.confirmOkCancelDisplay(msg, _("Install Python packages"))):
+            if not self.ensureDependencies():
                 return
+            from SlicerGISTRiskLib.radiomics_check import RadiomicsMismatch
             from SlicerGISTRiskLib.radiomics_step import Cancelled
 
             pn = self._parameterNode
@@ -306,7 +319,15 @@ class SlicerGISTRiskWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.applyButton.enabled = False
             self.logic.cancelRequested = False
             try:
-                result = self.logic.process(inputs, progress=self.onProgress)
+                try:
+                    result = self.logic.process(inputs, progress=self.onProgress)
+                except RadiomicsMismatch as mismatch:
+                    if not slicer.util.confirmOkCancelDisplay(
+                            _("{problem}\n\nGo on anyway? Every result will carry this warning.").format(
+                                problem=str(mismatch)), _("Radiomics differ from the model's")):
+                        self.ui.statusLabel.text = _("Stopped: radiomics differ from the model's.")
+                        return
+                    result = self.logic.process(inputs, progress=self.onProgress, allowRadiomicsMismatch=True)
             except Cancelled:
                 self.ui.statusLabel.text = _("Cancelled: nothing was written.")
                 return
@@ -363,6 +384,8 @@ class SlicerGISTRiskWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onRunCohort(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Cannot start the cohort run."), waitCursor=True):
+            if not self.ensureDependencies():
+                return
             from SlicerGISTRiskLib.cohort import ProgressParser
 
             pn = self._parameterNode
@@ -428,6 +451,7 @@ class SlicerGISTRiskLogic(ScriptedLoadableModuleLogic):
         self.cancelRequested = False
         self._models: dict[str, tuple[float, Any]] = {}
         self._radiomicsCache: dict[str, Any] = {}  # content key -> features (see workflow.radiomics_key)
+        self._phantomCache: dict[str, dict[str, float]] = {}  # params sha256 -> phantom features
 
     def getParameterNode(self) -> SlicerGISTRiskParameterNode:
         return SlicerGISTRiskParameterNode(super().getParameterNode())
@@ -435,7 +459,11 @@ class SlicerGISTRiskLogic(ScriptedLoadableModuleLogic):
     # ---- set-up ----
     @staticmethod
     def ensureDependencies(confirm) -> bool:
-        """Install missing Python packages on first use, only if ``confirm(message)`` agrees."""
+        """Install what Resources/requirements.txt lists and Slicer lacks: one ``confirm(message)``, one pip call.
+
+        False when the user declines. PyRadiomics is left alone when SlicerRadiomics (or any
+        PyRadiomics) is importable.
+        """
         dependencies.add_gistrisk_source(MODULE_DIR)
         return dependencies.ensure_packages(confirm, slicer)
 
@@ -515,17 +543,35 @@ class SlicerGISTRiskLogic(ScriptedLoadableModuleLogic):
             pathology_file=pathology if pathology not in ("", ".") else None,
             params=params if params not in ("", ".") else None, patient_id=pn.patientId or None)
 
-    def process(self, inputs, progress=None, reuseRadiomics: bool = True):
+    def checkRadiomics(self, bundleDirectory: str, params=None, allowMismatch: bool = False) -> list:
+        """Extract the bundle's phantom with the PyRadiomics and parameter file used here and compare.
+
+        Returns the warnings to attach to every result; raises ``RadiomicsMismatch`` when the
+        numbers differ from the model's record and ``allowMismatch`` is False.
+        """
+        from SlicerGISTRiskLib.radiomics_check import phantom_check
+
+        return phantom_check(self.loadModel(bundleDirectory), params, allow_mismatch=allowMismatch,
+                             cache=self._phantomCache)
+
+    def process(self, inputs, progress=None, reuseRadiomics: bool = True, allowRadiomicsMismatch: bool = False):
         """Radiomics + prediction for one case; see ``SlicerGISTRiskLib.workflow.run_case``.
 
-        With ``reuseRadiomics`` the features of an unchanged CT, segment and parameter file are
-        reused, so re-applying after editing the clinical form is instant.
+        With a bundle, the radiomics are first checked against the bundle's phantom record
+        (:meth:`checkRadiomics`): a mismatch is refused unless ``allowRadiomicsMismatch``, and
+        then warned about in the result. With ``reuseRadiomics`` the features of an unchanged
+        CT, segment and parameter file are reused, so re-applying after editing the clinical
+        form is instant.
         """
         from SlicerGISTRiskLib.workflow import run_case
 
         self.cancelRequested = False
+        checked = self.checkRadiomics(inputs.bundle_dir, inputs.params, allowRadiomicsMismatch) \
+            if inputs.bundle_dir else []
         result = run_case(inputs, progress=progress, is_cancelled=lambda: self.cancelRequested,
                           cache=self._radiomicsCache if reuseRadiomics else None)
+        if result.prediction is not None:
+            result.prediction.warnings[:0] = checked
         logging.info("SlicerGISTRisk %s: %s (timings %s)", result.patient_id, result.summary(), result.timings)
         return result
 

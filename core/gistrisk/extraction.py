@@ -45,7 +45,8 @@ def read_extraction(table: str | Path) -> dict[str, Any] | None:
         versions = prov.get("radiomics_versions") or prov.get("versions") or {}
         return {"kind": "radiomics", "source": str(path),
                 "pyradiomics": versions.get("pyradiomics-bhklab") or versions.get("pyradiomics"),
-                "params_sha256": params["params_sha256"], "params_file": Path(str(params.get("params_file"))).name}
+                "params_sha256": params["params_sha256"], "params_file": Path(str(params.get("params_file"))).name,
+                "params_path": params.get("params_file")}
     if "classifier_sha256" in params:
         tile = params.get("tile_config") or {}
         return {"kind": "pathology", "source": str(path), "classifier_sha256": params["classifier_sha256"],

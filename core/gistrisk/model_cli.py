@@ -16,6 +16,8 @@ from gistrisk.errors import InputError
 from gistrisk.extraction import check_tables, read_extraction
 from gistrisk.paths import check_output
 from gistrisk.provenance import provenance
+from gistrisk.radiomics.params import params_sha256, shipped_param_files
+from gistrisk.radiomics.phantom import phantom_features
 from gistrisk.report.cohort import write_cohort_report
 from gistrisk.report.patient_batch import write_patient_reports
 from gistrisk.survival.config import MIN_BOOTSTRAP, load_config
@@ -78,6 +80,7 @@ def fit(
     model.info_["inputs"] = {"outcomes": str(outcomes), **{m: df.attrs.get("source") for m, df in tables.items()},
                              "config": str(config) if config else None, "time_unit": y.attrs["time_unit"]}
     model.info_["extraction"] = {m: read_extraction(p) for m, p in paths.items()}
+    _record_phantom(model.info_["extraction"].get("radiomics"))
     model.info_["clinical_dictionary"] = {**dictionary.record(), "report": tables["clinical"].attrs.get(
         "dictionary_report") if "clinical" in tables else None}
     model.save(out)
@@ -196,6 +199,23 @@ def predict(
         typer.secho(f"error: {len(none)} patient(s) could not be predicted (no modality the model can fuse; their "
                     f"risk is empty in {out}): {', '.join(none[:10])}", err=True, fg="red")
         raise typer.Exit(1)
+
+
+def _record_phantom(record: dict | None) -> None:
+    """Store the phantom's features extracted with the training parameter file, so that Slicer can
+    check numerically that its PyRadiomics computes what training computed."""
+    if not record:
+        return
+    path = Path(record.get("params_path") or "")
+    if not path.is_file() or params_sha256(path) != record["params_sha256"]:
+        shipped = shipped_param_files().get(Path(record["params_file"]).stem)
+        path = shipped if shipped is not None and params_sha256(shipped) == record["params_sha256"] else None
+    if path is None:
+        logging.warning("radiomics: the parameter file the features were extracted with (%s, sha256 %s...) is not "
+                        "here; no phantom record, so the Slicer module cannot check its PyRadiomics numerically",
+                        record["params_file"], record["params_sha256"][:12])
+        return
+    record["phantom"] = phantom_features(path)
 
 
 def _bundle_dictionary(model, extra):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -9,10 +11,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from gistrisk.radiomics.params import param_file, params_sha256
+from gistrisk.radiomics.phantom import phantom_features
+
 REPO = Path(__file__).resolve().parents[2]
 MODULE_DIR = REPO / "SlicerGISTRisk"
 FAST_FIT = Path(__file__).resolve().parent / "data" / "fit_fast.yaml"
-GISTRISK = str(Path(sys.executable).with_name("gistrisk"))
+GISTRISK = [sys.executable, "-m", "gistrisk"]  # the command line, in any venv that can import gistrisk
+PHANTOM_PARAMS = "pyradiomics_baseline"
 for _p in (MODULE_DIR, Path(__file__).resolve().parent):  # the module's Lib, and the app shim
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
@@ -79,8 +85,39 @@ def demo_bundle(tmp_path_factory, lung2_result) -> Path:
     folder = tmp_path_factory.mktemp("demo_cohort")
     files = write_demo_cohort(folder, lung2_result.radiomics.features)
     bundle = folder / "model"
-    run = subprocess.run(fit_command(GISTRISK, files, bundle, FAST_FIT), capture_output=True, text=True)
+    run = subprocess.run(GISTRISK + fit_command("gistrisk", files, bundle, FAST_FIT)[1:], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-2000:]
+    return bundle
+
+
+@pytest.fixture(scope="session")
+def extension_build(tmp_path_factory) -> tuple[Path, Path]:
+    """(build folder, install prefix) of the extension configured and installed by CMake against the
+    Slicer stand-in (slicer_cmake_stand_in/); skipped without cmake and a C/C++ compiler."""
+    if not all(shutil.which(t) for t in ("cmake", "cc", "c++")):
+        pytest.skip("cmake and a C/C++ compiler are needed to configure the extension")
+    root = tmp_path_factory.mktemp("cmake")
+    build, prefix = root / "build", root / "install"
+    stand_in = Path(__file__).resolve().parent / "slicer_cmake_stand_in"
+    for cmd in (["cmake", "-S", str(REPO), "-B", str(build), f"-DSlicer_DIR={stand_in}", "-DBUILD_TESTING=ON"],
+                ["cmake", "--install", str(build), "--prefix", str(prefix)]):
+        run = subprocess.run(cmd, capture_output=True, text=True)
+        assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    return build, prefix
+
+
+@pytest.fixture(scope="session")
+def phantom_bundle(tmp_path_factory, demo_bundle) -> Path:
+    """The demo bundle with the radiomics extraction record `gistrisk fit` writes: the phantom's
+    features with the parameter file the Logic tests use (pyradiomics_baseline)."""
+    bundle = tmp_path_factory.mktemp("phantom") / "model"
+    shutil.copytree(demo_bundle, bundle)
+    d = json.loads((bundle / "model.json").read_text())
+    path = param_file(PHANTOM_PARAMS)
+    d["info"].setdefault("extraction", {})["radiomics"] = {
+        "kind": "radiomics", "pyradiomics": "3.1.4", "params_sha256": params_sha256(path), "params_file": path.name,
+        "phantom": phantom_features(path)}
+    (bundle / "model.json").write_text(json.dumps(d))
     return bundle
 
 

@@ -130,14 +130,16 @@ class ScriptedLoadableModuleTest(unittest.TestCase):
         return None
 
 
-def install() -> None:
-    """Register the stand-ins (idempotent)."""
+def install(module_dir: str | pathlib.Path | None = None) -> None:
+    """Register the stand-ins (idempotent); ``module_dir`` holds the module (default: this checkout's)."""
     global _INSTALLED
     if _INSTALLED:
         return
     import slicer
 
-    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "SlicerGISTRisk"))
+    folder = str(module_dir or pathlib.Path(__file__).resolve().parents[2] / "SlicerGISTRisk")
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
     from SlicerGISTRiskLib.headless import new_scene
 
     for name in ("qt",):

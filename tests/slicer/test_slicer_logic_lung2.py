@@ -10,7 +10,6 @@ import json
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,7 +18,7 @@ import pytest
 from gistrisk.errors import BundleError, InputError
 
 BASELINE = "pyradiomics_baseline"  # original image only: seconds, not minutes
-GISTRISK = str(Path(sys.executable).with_name("gistrisk"))
+GISTRISK = [sys.executable, "-m", "gistrisk"]
 
 
 def _inputs(lung2, **kw):
@@ -35,7 +34,7 @@ CLINICAL = {"mitoses_per_5mm2": "4", "site": "stomach", "rupture": "no"}
 @pytest.mark.slow
 def test_features_through_the_logic_equal_the_command_line(lung2_result, lung2_files, tmp_path):
     out = tmp_path / "row.csv"
-    run = subprocess.run([GISTRISK, "radiomics", "extract", "--image", str(lung2_files[0]), "--mask",
+    run = subprocess.run([*GISTRISK, "radiomics", "extract", "--image", str(lung2_files[0]), "--mask",
                           str(lung2_files[1]), "--params", BASELINE, "--out", str(out)], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     row = pd.read_csv(out).iloc[0]

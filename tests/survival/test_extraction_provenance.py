@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from gistrisk.extraction import provenance_file, read_extraction
+from gistrisk.radiomics.phantom import phantom_differences, phantom_features
 from gistrisk.survival.synthetic import make_tables
 
 
@@ -50,7 +51,11 @@ def cohort(extracted, tmp_path_factory, fast):
 def test_the_bundle_records_the_extraction_of_its_tables(cohort, extracted):
     info = json.loads((cohort / "model/model.json").read_text())["info"]
     rec = info["extraction"]["radiomics"]
+    phantom = rec.pop("phantom")
     assert rec == {**read_extraction(extracted / "ibsi_phantom.csv"), "source": rec["source"]}
+    # the phantom extracted with the training parameter file travels with the bundle (Slicer checks it)
+    assert phantom_differences(phantom, phantom_features("ibsi_phantom")) == []
+    assert phantom_differences(phantom, phantom_features("pyradiomics_baseline"))
     assert rec["params_file"] == "ibsi_phantom.yaml" and len(rec["params_sha256"]) == 64 and rec["pyradiomics"]
     assert info["extraction"]["clinical"] is None
 

@@ -1,0 +1,8 @@
+# Stand-in: records the extension's description as Slicer would put it into its .s4ext/.json.
+set(_out ${CMAKE_BINARY_DIR}/stand_in/extension.txt)
+file(WRITE ${_out} "")
+foreach(_var IN ITEMS EXTENSION_HOMEPAGE EXTENSION_CATEGORY EXTENSION_CONTRIBUTORS EXTENSION_DESCRIPTION
+    EXTENSION_ICONURL EXTENSION_SCREENSHOTURLS EXTENSION_DEPENDS EXTENSION_BUILD_SUBDIRECTORY
+    EXTENSION_README_FILE EXTENSION_LICENSE_FILE SUPERBUILD_TOPLEVEL_PROJECT)
+  file(APPEND ${_out} "${_var}=${${_var}}\n")
+endforeach()
