@@ -14,7 +14,7 @@ SITE := lib/$(shell $(PYTHON) -c 'import sys; print(f"python{sys.version_info[0]
 DEMO_OUT ?= demo-output
 JOBS ?= 2
 
-.PHONY: setup test test-py312 demo bench clean
+.PHONY: setup test test-full test-py312 lint demo bench clean
 
 setup: $(VENV)/.installed
 
@@ -35,7 +35,18 @@ $(VENV)/.installed: $(DEPS)/.installed pyproject.toml
 	touch $@
 
 test: setup
-	$(BIN)/python -m pytest -n $(JOBS) -q -rs tests
+	$(BIN)/python -m pytest -n $(JOBS) -q -rs -m "not full" tests
+
+# The replicate studies (signal recovery over six twins) and the check that the package's own
+# declaration installs a working CLI (tests/package/check_declared.sh, fresh venvs).
+test-full: setup
+	$(BIN)/python -m pytest -n $(JOBS) -q -rs -m full tests
+	tests/package/check_declared.sh
+
+# ruff on everything, mypy on the core packages.
+lint: setup
+	$(BIN)/python -m ruff check core qupath_bridge SlicerGISTRisk tests benchmarks
+	$(BIN)/python -m mypy core/gistrisk qupath_bridge
 
 # The Slicer module's tests on Python 3.12 (Slicer 5.10+), in a venv holding exactly the module's
 # declared requirements, cached in ~/.cache/gistrisk/py312-<hash>.

@@ -386,7 +386,7 @@ class SlicerGISTRiskWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay(_("Cannot start the cohort run."), waitCursor=True):
             if not self.ensureDependencies():
                 return
-            from SlicerGISTRiskLib.cohort import ProgressParser
+            from SlicerGISTRiskLib.background_cohort import ProgressParser
 
             pn = self._parameterNode
             command, env = self.logic.cohortCommand(pn.cohortCases, str(pn.cohortOutput), pn.cohortJobs,
@@ -421,7 +421,7 @@ class SlicerGISTRiskWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.cancelCohortButton.enabled = False
         with slicer.util.tryWithErrorDisplay(_("The cohort run failed."), waitCursor=True):
             if exitCode != 0:
-                from SlicerGISTRiskLib.cohort import failure_report
+                from SlicerGISTRiskLib.background_cohort import failure_report
 
                 details = failure_report(str(self._parameterNode.cohortOutput))
                 raise RuntimeError(details or "\n".join(self._cohortLines[-10:]))
@@ -602,7 +602,7 @@ class SlicerGISTRiskLogic(ScriptedLoadableModuleLogic):
         """Export a scene case to NRRD files and append it to the cases table (created when None)."""
         import pandas as pd
 
-        from SlicerGISTRiskLib.cohort import MANIFEST_COLUMNS, export_scene_case, scene_case
+        from SlicerGISTRiskLib.background_cohort import MANIFEST_COLUMNS, export_scene_case, scene_case
         from SlicerGISTRiskLib.mrml_convert import dataframe_to_table_node, table_node_to_dataframe
 
         case = scene_case(volumeNode, segmentationNode, segmentId, patientId)
@@ -624,7 +624,7 @@ class SlicerGISTRiskLogic(ScriptedLoadableModuleLogic):
                       python: Optional[str] = None) -> tuple[list[str], dict[str, str]]:
         """Write the manifest beside ``outPath``; return the batch command and its environment."""
         from gistrisk.errors import InputError
-        from SlicerGISTRiskLib.cohort import cases_from_table, child_env, extract_command, write_manifest
+        from SlicerGISTRiskLib.background_cohort import cases_from_table, child_env, extract_command, write_manifest
         from SlicerGISTRiskLib.mrml_convert import table_node_to_dataframe
 
         if casesTable is None:
@@ -639,7 +639,7 @@ class SlicerGISTRiskLogic(ScriptedLoadableModuleLogic):
     @staticmethod
     def loadCohortFeatures(path: str, scene=None, tableNode=None):
         """Load the cohort feature table as a table node."""
-        from SlicerGISTRiskLib.cohort import load_features
+        from SlicerGISTRiskLib.background_cohort import load_features
         from SlicerGISTRiskLib.mrml_convert import dataframe_to_table_node
 
         scene = scene or slicer.mrmlScene

@@ -25,7 +25,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "SlicerGISTRisk"))
-sys.path.insert(0, str(REPO / "tests" / "slicer"))  # the application stand-ins (slicer.app, qt, base classes)
+sys.path.insert(0, str(REPO / "tests" / "slicer"))  # the application stand-ins and the demo cohort
 
 
 def _pyradiomics_alone(image: Path, mask: Path, params: Path) -> float:
@@ -54,8 +54,8 @@ def main() -> None:
     import SlicerGISTRisk
     from gistrisk.radiomics.params import resolve_params
     from SlicerGISTRiskLib import mrml_convert as mc
-    from SlicerGISTRiskLib.demo import fit_command, write_demo_cohort
-    from SlicerGISTRiskLib.headless import new_scene
+    from demo_cohort import fit_command, write_demo_cohort, write_fit_config
+    from slicer_app_shim import new_scene
     from SlicerGISTRiskLib.workflow import CaseInputs
 
     image, mask = Path(args.data) / "ct" / "lung2_image.nrrd", Path(args.data) / "ct" / "lung2_label.nrrd"
@@ -69,7 +69,7 @@ def main() -> None:
     warm = SlicerGISTRisk.SlicerGISTRiskLogic().process(CaseInputs(volume, seg, sid, params="pyradiomics_baseline"))
     tmp = Path(tempfile.mkdtemp(prefix="slicer_bench_"))
     files = write_demo_cohort(tmp, warm.radiomics.features)
-    fast = REPO / "tests" / "slicer" / "data" / "fit_fast.yaml"
+    fast = write_fit_config(tmp / "fit.yaml")
     subprocess.run(fit_command(str(Path(sys.executable).with_name("gistrisk")), files, tmp / "model", fast),
                    check=True, capture_output=True)
     clinical = {"tumour_size_cm": "7.0", "mitoses_per_5mm2": "4", "site": "stomach", "rupture": "no"}

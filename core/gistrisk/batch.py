@@ -18,16 +18,22 @@ with dask-jobqueue and pass its address, e.g.::
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import hashlib
 import json
 import os
 import re
 import traceback
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+from tqdm import tqdm  # not tqdm.auto: its notebook probe costs start-up time
+
 from gistrisk.atomic import write_json
+from gistrisk.errors import InputError
+from gistrisk.provenance import hash_file
 
 CACHE_SCHEMA = 1
 
@@ -76,9 +82,9 @@ def file_fingerprint(*paths: str | os.PathLike, params: dict | str | None = None
         if p.is_dir():
             for f in sorted(x for x in p.rglob("*") if x.is_file()):
                 h.update(f.relative_to(p).as_posix().encode())
-                _update_file(h, f)
+                hash_file(h, f)
         elif p.is_file():
-            _update_file(h, p)
+            hash_file(h, p)
         else:
             h.update(b"<missing>" + str(p).encode())
         h.update(b"\0")
@@ -86,12 +92,6 @@ def file_fingerprint(*paths: str | os.PathLike, params: dict | str | None = None
         text = params if isinstance(params, str) else json.dumps(params, sort_keys=True, default=str)
         h.update(text.encode())
     return h.hexdigest()
-
-
-def _update_file(h: "hashlib._Hash", path: Path, chunk: int = 1 << 20) -> None:
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
 
 
 def safe_key(key: str) -> str:
@@ -102,11 +102,6 @@ def safe_key(key: str) -> str:
 
 def cache_path(cache_dir: Path, key: str) -> Path:
     return Path(cache_dir) / f"{safe_key(key)}.json"
-
-
-def write_json_atomic(path: Path, obj: Any, *, indent: int | None = None, default: Callable | None = None) -> None:
-    """Write JSON atomically (``gistrisk.atomic.write_json`` with the batch's compact default)."""
-    write_json(path, obj, indent=indent, default=default)
 
 
 def _read_cache(cache_dir: Path, item: BatchItem) -> dict | None:
@@ -151,8 +146,6 @@ def run_batch(items: Sequence[BatchItem], worker: Callable[[dict], dict], *, cac
     keys = [it.key for it in items]
     dupes = sorted({k for k in keys if keys.count(k) > 1})
     if dupes:
-        from gistrisk.errors import InputError
-
         raise InputError(f"duplicate keys in batch: {', '.join(dupes)}")
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
@@ -177,8 +170,8 @@ def run_batch(items: Sequence[BatchItem], worker: Callable[[dict], dict], *, cac
     def finish(key: str, out: dict) -> None:
         it = by_key[key]
         if "ok" in out:
-            write_json_atomic(cache_path(cache_dir, key), {"schema": CACHE_SCHEMA, "key": key,
-                                                           "fingerprint": it.fingerprint, "result": out["ok"]})
+            write_json(cache_path(cache_dir, key), {"schema": CACHE_SCHEMA, "key": key,
+                                                    "fingerprint": it.fingerprint, "result": out["ok"]}, indent=None)
             fresh[key] = out["ok"]
         else:
             etype, msg, tb = out["error"]
@@ -209,9 +202,6 @@ def run_batch(items: Sequence[BatchItem], worker: Callable[[dict], dict], *, cac
 
 def _run_pool(todo: Iterable[BatchItem], worker: Callable, jobs: int,
               finish: Callable[[str, dict], None]) -> None:
-    import concurrent.futures as cf
-    from concurrent.futures.process import BrokenProcessPool
-
     with cf.ProcessPoolExecutor(max_workers=jobs) as pool:
         futures = {pool.submit(_safe_call, worker, it.inputs): it.key for it in todo}
         for fut in cf.as_completed(futures):
@@ -227,6 +217,7 @@ def _run_pool(todo: Iterable[BatchItem], worker: Callable, jobs: int,
 
 def _run_dask(todo: Sequence[BatchItem], worker: Callable, address: str,
               finish: Callable[[str, dict], None]) -> None:
+    # lazy: importing dask.distributed takes about 0.9 s (measured) and only --scheduler runs need it
     from dask.distributed import Client, as_completed
 
     with Client(address) as client:
@@ -252,6 +243,4 @@ class _NoBar:
 def _progress_bar(total: int, initial: int, desc: str, enabled: bool):
     if not enabled:
         return _NoBar()
-    from tqdm import tqdm  # not tqdm.auto: its notebook probe costs start-up time
-
     return tqdm(total=total, initial=initial, desc=desc, unit="item", dynamic_ncols=True)

@@ -18,13 +18,13 @@ from gistrisk.paths import check_output
 from gistrisk.provenance import provenance
 from gistrisk.radiomics.params import params_sha256, shipped_param_files
 from gistrisk.radiomics.phantom import phantom_features
-from gistrisk.report.cohort import write_cohort_report
+from gistrisk.report.cohort_report import write_cohort_report
 from gistrisk.report.patient_batch import write_patient_reports
 from gistrisk.survival.config import MIN_BOOTSTRAP, load_config
 from gistrisk.survival.model import MultimodalRiskModel, nan_to_null
 from gistrisk.survival.train import fit_multimodal
 from gistrisk.survival.validate import validate as run_validate
-from gistrisk.tables import load_features, load_outcomes, parse_modality_args, read_table
+from gistrisk.tables import load_features, load_outcomes, parse_modality_args
 
 ModalityOpt = Annotated[list[str], typer.Option("--modality", "-m", metavar="NAME=TABLE",
                                                 help="A modality's feature table (CSV/Parquet keyed by patient_id); "
@@ -84,7 +84,6 @@ def fit(
     model.info_["clinical_dictionary"] = {**dictionary.record(), "report": tables["clinical"].attrs.get(
         "dictionary_report") if "clinical" in tables else None}
     model.save(out)
-    write_table(out / "oof_scores.csv", model.oof_scores_.rename_axis("patient_id").reset_index())
     _print_metrics(model.cv_metrics_, "cross-validated on the development cohort")
     _print_development_checks(model)
     typer.echo(f"fusion: {model.main_fusion.formula()}")
@@ -134,9 +133,6 @@ def validate(
     _print_metrics(metrics, "on this cohort, frozen model")
     typer.echo(f"metrics written to {out / 'metrics.json'}")
     if report:
-        oof = Path(model) / "oof_scores.csv"
-        if oof.is_file():  # the nomogram's axes then follow the development scores
-            m.oof_scores_ = read_table(oof).set_index("patient_id")
         path = write_cohort_report(out / "report.html", model=m, metrics=metrics, predictions=pred, outcomes=y,
                                    clinical=tables.get("clinical"), bootstrap=bootstrap, validation_seed=seed)
         typer.echo(f"report written to {path}")

@@ -15,6 +15,8 @@ DEFAULT_PACKAGES = (
     "numpy", "pandas", "scipy", "scikit-learn", "scikit-survival", "lifelines", "SimpleITK",
     "pyradiomics-bhklab", "torch", "torchvision", "openslide-python", "tiffslide", "shapely",
 )
+#: the distributions whose versions decide radiomics feature values (recorded with every extraction)
+RADIOMICS_PACKAGES = ("pyradiomics-bhklab", "SimpleITK", "numpy", "PyWavelets")
 
 
 def package_versions(names: Iterable[str] = DEFAULT_PACKAGES) -> dict[str, str]:
@@ -28,11 +30,17 @@ def package_versions(names: Iterable[str] = DEFAULT_PACKAGES) -> dict[str, str]:
     return out
 
 
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
+def hash_file(h: "hashlib._Hash", path: str | Path, chunk: int = 1 << 20) -> None:
+    """Feed the bytes of the file at ``path`` to the hash object ``h``, a chunk at a time."""
     with open(path, "rb") as f:
         while block := f.read(chunk):
             h.update(block)
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file's bytes (hex)."""
+    h = hashlib.sha256()
+    hash_file(h, path)
     return h.hexdigest()
 
 

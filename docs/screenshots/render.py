@@ -22,15 +22,16 @@ import pandas as pd
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO / "SlicerGISTRisk"))
+sys.path.insert(0, str(REPO / "tests" / "slicer"))  # the demo cohort and the application's scene set-up
 
+from demo_cohort import N_SLIDE_FEATURES, fit_command, write_demo_cohort, write_fit_config  # noqa: E402
 from gistrisk.report import write_patient_report  # noqa: E402
-from SlicerGISTRiskLib import headless, mrml_convert as mc  # noqa: E402
-from SlicerGISTRiskLib.demo import N_SLIDE_FEATURES, fit_command, write_demo_cohort  # noqa: E402
+from slicer_app_shim import new_scene  # noqa: E402
+from SlicerGISTRiskLib import mrml_convert as mc  # noqa: E402
 from SlicerGISTRiskLib.report_html import report_inputs  # noqa: E402
 from SlicerGISTRiskLib.workflow import CaseInputs, run_case  # noqa: E402
 
 CLINICAL = {"tumour_size_cm": "7.0", "mitoses_per_5mm2": "4", "site": "stomach", "rupture": "no"}
-FAST_FIT = REPO / "tests" / "slicer" / "data" / "fit_fast.yaml"
 
 
 def main() -> None:
@@ -40,14 +41,15 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        scene = headless.new_scene()
+        scene = new_scene()
         volume = mc.load_volume_file(scene, args.data / "ct" / "lung2_image.nrrd", name="lung2")
         seg = mc.labelmap_file_to_segmentation(scene, args.data / "ct" / "lung2_label.nrrd", volume)
         sid = mc.segment_ids(seg)[0]
         radiomics = run_case(CaseInputs(volume, seg, sid, params="pyradiomics_baseline")).radiomics
         files = write_demo_cohort(tmp / "cohort", radiomics.features)
         bundle = tmp / "model"
-        cmd = [sys.executable, "-m", "gistrisk", *fit_command("gistrisk", files, bundle, FAST_FIT)[1:]]
+        config = write_fit_config(tmp / "fit.yaml")
+        cmd = [sys.executable, "-m", "gistrisk", *fit_command("gistrisk", files, bundle, config)[1:]]
         subprocess.run(cmd, check=True, capture_output=True)
         slide = tmp / "slide.csv"
         pd.DataFrame([{"patient_id": "LUNG2", **{f"path_{j:04d}": 0.5 for j in range(N_SLIDE_FEATURES)}}]).to_csv(

@@ -134,7 +134,7 @@ def test_cohort_on_two_processes_matches_one(lung2_crop_files, pat2_dir: Path, t
 
 
 def test_manifest_errors(tmp_path: Path) -> None:
-    from gistrisk.radiomics.cohort import read_manifest
+    from gistrisk.radiomics.manifest import read_manifest
 
     bad = tmp_path / "m.csv"
     bad.write_text("patient,image,mask\nA,a.nrrd,b.nrrd\n")

@@ -19,18 +19,10 @@ from typer.testing import CliRunner
 
 from gistrisk.cli import app
 from gistrisk.errors import InputError
-from gistrisk.radiomics.robustness import (
-    PERTURBATIONS,
-    case_rng,
-    icc_1_1,
-    kept_features,
-    perturb,
-    perturbation_robustness,
-    read_robustness,
-    resample_coarser,
-    table_path,
-    write_robustness,
-)
+from gistrisk.radiomics.icc import icc_1_1
+from gistrisk.radiomics.perturb import PERTURBATIONS, case_rng, perturb, resample_coarser
+from gistrisk.radiomics.robustness_io import kept_features, read_robustness, table_path, write_robustness
+from gistrisk.radiomics.runs import perturbation_robustness
 
 runner = CliRunner()
 
@@ -185,6 +177,31 @@ def test_subset_is_seeded(cases: pd.DataFrame, small_params: Path) -> None:
     b = perturbation_robustness(spine, small_params, n_cases=3, seed=1)
     assert len(a.attrs["cases"]) == 3 and a.attrs["cases"] == b.attrs["cases"]
     pd.testing.assert_frame_equal(a, b, check_exact=True)
+
+
+def test_extraction_and_robustness_share_one_run_setup(cases: pd.DataFrame, small_params: Path, tmp_path: Path) -> None:
+    """Both radiomics runs fingerprint a case one way (run_setup): image and mask bytes, parameter file,
+    the run's options, package versions; and read the same manifest."""
+    from gistrisk.batch import cache_path
+    from gistrisk.radiomics.runs import extract_cohort, run_setup, worker_threads
+
+    spine = cases.iloc[2:]
+    manifest = tmp_path / "m.csv"
+    spine.to_csv(manifest, index=False)
+    res = extract_cohort(manifest, tmp_path / "f.csv", params=small_params, progress=False)
+    assert res.summary() == f"3/3 cases extracted (0 from cache), 0 failed -> {tmp_path / 'f.csv'}"
+    setup = run_setup(small_params)
+    row = spine.iloc[0]
+    rec = json.loads(cache_path(tmp_path / ".f.cache", row.patient_id).read_text())
+    assert rec["fingerprint"] == setup.fingerprint(row.image, row["mask"], {
+        "label": None, "segment": row.segment, "modality": "CT", "geometry_policy": "resample"})
+    table = perturbation_robustness(manifest, small_params, cache_dir=tmp_path / "rc")
+    rec = json.loads(cache_path(tmp_path / "rc", row.patient_id).read_text())
+    assert rec["fingerprint"] == setup.fingerprint(row.image, row["mask"], {
+        "label": None, "segment": row.segment, "modality": "CT", "noise_hu": 10.0, "spacing_factor": 1.25,
+        "repeats": 1, "seed": 0, "case_index": 0})
+    assert table.attrs["parameters"]["params_sha256"] == setup.params_sha256
+    assert worker_threads(1) == 0 and worker_threads(2) >= 1
 
 
 def test_json_round_trip(result: pd.DataFrame, tmp_path: Path) -> None:

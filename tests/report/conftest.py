@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from gistrisk.survival.config import FAST_CONFIG, load_config
 from gistrisk.survival.synthetic import make_tables
+from gistrisk.survival.train import fit_multimodal
+from gistrisk.survival.validate import validate
 
-FAST = {"bootstrap": 50, "modality": {"rsf": {"n_estimators": 20, "cv_folds": 3, "n_repeats": 1},
-                                      "lasso": {"cv_folds": 3, "n_alphas": 15}},
-        "fusion": {"oof_folds": 3}}
 P = {"clinical": 6, "radiomics": 30, "pathology": 30}
 
 
@@ -41,13 +41,9 @@ def cohort(n: int, seed: int, missing=None):
 @pytest.fixture(scope="session")
 def fitted():
     """(model, dev tables, dev outcomes, ext tables, ext outcomes, metrics, predictions)."""
-    from gistrisk.survival.config import load_config
-    from gistrisk.survival.train import fit_multimodal
-    from gistrisk.survival.validate import validate
-
     dev, ydev = cohort(150, 1)
     ext, yext = cohort(70, 2, missing={"radiomics": 0.1})
-    model = fit_multimodal(dev, ydev, load_config(overrides=FAST))
+    model = fit_multimodal(dev, ydev, load_config(FAST_CONFIG))
     metrics, pred = validate(model, {k: v.reset_index() for k, v in ext.items()}, yext, bootstrap=50, seed=0)
     return {"model": model, "dev": dev, "ydev": ydev, "ext": ext, "yext": yext, "metrics": metrics, "pred": pred}
 

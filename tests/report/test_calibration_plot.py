@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from gistrisk.report.cohort import calibration_rows
+from gistrisk.report.cohort_report import calibration_rows
 from gistrisk.report.plots import calibration_plot
 
 

@@ -17,8 +17,6 @@ from gistrisk.report.render import external_references
 def validated(fitted, tmp_path_factory):
     d = tmp_path_factory.mktemp("cli")
     fitted["model"].save(d / "model")
-    fitted["model"].oof_scores_.rename_axis("patient_id").reset_index().to_csv(d / "model" / "oof_scores.csv",
-                                                                              index=False)
     for m, df in fitted["ext"].items():
         df.reset_index().to_csv(d / f"{m}.csv", index=False)
     fitted["yext"].reset_index().to_csv(d / "outcomes.csv", index=False)
@@ -41,7 +39,7 @@ def test_report_from_a_validation_folder(validated):
     metrics = json.loads((d / "val" / "metrics.json").read_text())["metrics"]
     for name in ("fusion", "clinical", "modified_nih"):
         assert f"{metrics[name]['c_index']:.3f}" in html
-    assert "development cohort (out-of-fold scores)" in html  # oof_scores.csv beside the bundle was used
+    assert "development cohort (out-of-fold scores)" in html  # from model.json: nothing else beside it
     assert "50 bootstrap resamples" in html
     assert (d / "figs" / "nomogram.png").is_file()
 

@@ -57,3 +57,19 @@ def test_needs_scores_for_axes(fusion):
     with pytest.raises(ValueError, match="at least 2"):
         from_fusion(f, np.full((5, 3), np.nan))
     assert isinstance(from_fusion(f, np.random.default_rng(1).normal(size=(10, 3))), Nomogram)
+
+
+def test_axes_follow_the_development_scores_in_the_bundle(fitted):
+    """The nomogram's axes come from model.json's out-of-fold scores; only a bundle written before
+    they travelled in it falls back to the scored cohort, and the report says which."""
+    from gistrisk.report.nomogram import axis_scores
+    from gistrisk.survival.model import MultimodalRiskModel
+
+    model, pred = fitted["model"], fitted["pred"]
+    loaded = MultimodalRiskModel.from_dict(model.to_dict())
+    S, source = axis_scores(loaded, pred)
+    assert source == "development cohort (out-of-fold scores)"
+    np.testing.assert_array_equal(S, model.oof_scores_[model.main_fusion.modalities].to_numpy(float))
+    old = MultimodalRiskModel.from_dict({k: v for k, v in model.to_dict().items() if k != "oof_scores"})
+    S, source = axis_scores(old, pred)
+    assert old.oof_scores_ is None and source == "validation cohort" and len(S) == len(pred)

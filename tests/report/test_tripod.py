@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from gistrisk.report.cohort import SECTIONS
+from gistrisk.report.cohort_report import SECTIONS
 from gistrisk.report.tripod import AUTHORS, TRIPOD_ITEMS, checklist_rows
 
 #: items only the authors can answer (title, ethics, funding, data sources, eligibility, sample size, PPI, ...)

@@ -12,6 +12,6 @@ SEED = 7
 @pytest.fixture(scope="session")
 def cohort(tmp_path_factory) -> dict[str, Path]:
     """Paths returned by simulate_cohort for 12 development and 4 external patients."""
-    from gistrisk.simulate.cohort import simulate_cohort
+    from gistrisk.simulate.study import simulate_cohort
 
     return simulate_cohort(tmp_path_factory.mktemp("sim") / "cohort", 12, 4, SEED)

@@ -8,7 +8,7 @@ from gistrisk.simulate.ct_write import SEGMENT_NAME
 
 
 def test_radiomics_manifest_reader_resolves_every_case(cohort):
-    from gistrisk.radiomics.cohort import read_manifest
+    from gistrisk.radiomics.manifest import read_manifest
 
     cases = read_manifest(cohort["development_radiomics_manifest"])
     assert len(cases) > 0
@@ -18,7 +18,7 @@ def test_radiomics_manifest_reader_resolves_every_case(cohort):
 
 
 def test_slide_manifest_reader_resolves_slides_and_annotations(cohort):
-    from gistrisk.pathology.cohort import read_manifest
+    from gistrisk.pathology.manifest import read_manifest
 
     entries = read_manifest(cohort["development_slide_manifest"])
     assert entries and all(Path(e.slide).is_file() and e.mpp == 0.5 for e in entries)

@@ -16,7 +16,6 @@ from gistrisk.radiomics.phantom import phantom_features
 
 REPO = Path(__file__).resolve().parents[2]
 MODULE_DIR = REPO / "SlicerGISTRisk"
-FAST_FIT = Path(__file__).resolve().parent / "data" / "fit_fast.yaml"
 GISTRISK = [sys.executable, "-m", "gistrisk"]  # the command line, in any venv that can import gistrisk
 PHANTOM_PARAMS = "pyradiomics_baseline"
 for _p in (MODULE_DIR, Path(__file__).resolve().parent):  # the module's Lib, and the app shim
@@ -38,7 +37,7 @@ def module():
 @pytest.fixture
 def scene():
     """A fresh real MRML scene (segmentation converters registered as in the application)."""
-    from SlicerGISTRiskLib.headless import new_scene
+    from slicer_app_shim import new_scene
 
     return new_scene()
 
@@ -68,10 +67,11 @@ def logic(module):
 @pytest.fixture(scope="session")
 def lung2_result(logic, shared_data):
     """Radiomics of lung2 through the module's Logic (PyRadiomics baseline settings, original image)."""
-    from SlicerGISTRiskLib import headless, mrml_convert as mc
+    from slicer_app_shim import new_scene
+    from SlicerGISTRiskLib import mrml_convert as mc
     from SlicerGISTRiskLib.workflow import CaseInputs
 
-    scene = headless.new_scene()
+    scene = new_scene()
     volume = mc.load_volume_file(scene, shared_data / "ct" / "lung2_image.nrrd", name="lung2")
     seg = mc.labelmap_file_to_segmentation(scene, shared_data / "ct" / "lung2_label.nrrd", volume)
     return logic.process(CaseInputs(volume, seg, mc.segment_ids(seg)[0], params="pyradiomics_baseline"))
@@ -80,12 +80,13 @@ def lung2_result(logic, shared_data):
 @pytest.fixture(scope="session")
 def demo_bundle(tmp_path_factory, lung2_result) -> Path:
     """A three-modality bundle fitted by `gistrisk fit` on the demo cohort (fast settings)."""
-    from SlicerGISTRiskLib.demo import fit_command, write_demo_cohort
+    from demo_cohort import fit_command, write_demo_cohort, write_fit_config
 
     folder = tmp_path_factory.mktemp("demo_cohort")
     files = write_demo_cohort(folder, lung2_result.radiomics.features)
     bundle = folder / "model"
-    run = subprocess.run(GISTRISK + fit_command("gistrisk", files, bundle, FAST_FIT)[1:], capture_output=True, text=True)
+    config = write_fit_config(folder / "fit.yaml")
+    run = subprocess.run(GISTRISK + fit_command("gistrisk", files, bundle, config)[1:], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-2000:]
     return bundle
 

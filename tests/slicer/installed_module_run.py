@@ -92,13 +92,13 @@ def scenario(args: argparse.Namespace, steps: dict) -> None:
 
     slicer_app_shim.install(module_dir=args.install)
     import SlicerGISTRisk
-    from SlicerGISTRiskLib import dependencies, headless, mrml_convert as mc
+    from SlicerGISTRiskLib import dependencies, mrml_convert as mc
     from SlicerGISTRiskLib.workflow import CaseInputs
 
     steps["module_file"] = SlicerGISTRisk.__file__
     steps["missing_requirements"] = [str(r) for r in dependencies.plan_install().requirements]
     logic = SlicerGISTRisk.SlicerGISTRiskLogic()
-    scene = headless.new_scene()
+    scene = slicer_app_shim.new_scene()
     volume = mc.load_volume_file(scene, args.ct / "lung2_image.nrrd", name="lung2")
     seg = mc.labelmap_file_to_segmentation(scene, args.ct / "lung2_label.nrrd", volume)
     sid = mc.segment_ids(seg)[0]

@@ -4,8 +4,10 @@ Only what a headless MRML library cannot have: ``slicer.app``, ``slicer.mrmlScen
 ``qt`` (an empty module: the widget is not exercised here), the
 ScriptedLoadableModule base classes, ``slicer.i18n`` and a small
 ``parameterNodeWrapper`` that stores typed values in a real
-``vtkMRMLScriptedModuleNode``. Every MRML class (scene, volumes,
-segmentations, tables, plots) is the real one from slicer-core.
+``vtkMRMLScriptedModuleNode``; and what the application sets up at start-up
+and a bare scene lacks (:func:`new_scene`: segmentation converters, colour
+tables). Every MRML class (scene, volumes, segmentations, tables, plots) is
+the real one from slicer-core.
 """
 
 from __future__ import annotations
@@ -19,6 +21,43 @@ import unittest
 from typing import Any
 
 _INSTALLED = False
+
+_RULES = (
+    "vtkBinaryLabelmapToClosedSurfaceConversionRule",
+    "vtkClosedSurfaceToBinaryLabelmapConversionRule",
+    "vtkClosedSurfaceToFractionalLabelmapConversionRule",
+    "vtkFractionalLabelmapToClosedSurfaceConversionRule",
+)
+_COLOR_LOGICS: list[Any] = []  # keep each scene's colour logic alive with it
+
+
+def register_segmentation_converters() -> int:
+    """Register the segmentation representation converters if none are; returns how many were added."""
+    import slicer
+
+    factory = slicer.vtkSegmentationConverterFactory.GetInstance()
+    if len(factory.GetConverterRules()) > 0:
+        return 0
+    added = 0
+    for name in _RULES:
+        cls = getattr(slicer, name, None)
+        if cls is not None:
+            factory.RegisterConverterRule(cls())
+            added += 1
+    return added
+
+
+def new_scene() -> Any:
+    """A fresh MRML scene ready for volumes, segmentations, tables and plots, as the application's
+    (segmentation converters registered, default colour tables added)."""
+    import slicer
+
+    register_segmentation_converters()
+    scene = slicer.vtkMRMLScene()
+    colors = slicer.vtkMRMLColorLogic()
+    colors.SetMRMLScene(scene)  # adds the default colour tables labelmaps refer to
+    _COLOR_LOGICS.append(colors)
+    return scene
 
 
 class _App:
@@ -140,8 +179,6 @@ def install(module_dir: str | pathlib.Path | None = None) -> None:
     folder = str(module_dir or pathlib.Path(__file__).resolve().parents[2] / "SlicerGISTRisk")
     if folder not in sys.path:
         sys.path.insert(0, folder)
-    from SlicerGISTRiskLib.headless import new_scene
-
     for name in ("qt",):
         sys.modules.setdefault(name, types.ModuleType(name))
     slm = types.ModuleType("slicer.ScriptedLoadableModule")

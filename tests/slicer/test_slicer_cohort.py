@@ -10,7 +10,7 @@ import pytest
 import SimpleITK as sitk
 
 from gistrisk.errors import InputError
-from SlicerGISTRiskLib import cohort
+from SlicerGISTRiskLib import background_cohort as cohort
 from SlicerGISTRiskLib.mrml_convert import table_node_to_dataframe
 
 

@@ -4,6 +4,7 @@ its Extensions Index entry, LICENSE, and the pictures its description points to.
 from __future__ import annotations
 
 import json
+import tomllib
 import re
 from pathlib import Path
 from urllib.parse import urlparse
@@ -63,7 +64,8 @@ def test_license_is_the_apache_2_text_pyproject_declares(description):
     assert Path(description["EXTENSION_LICENSE_FILE"]) == REPO / "LICENSE"
     assert text.lstrip().startswith("Apache License") and "Version 2.0, January 2004" in text
     assert "END OF TERMS AND CONDITIONS" in text and len(text.splitlines()) > 170
-    assert 'license = { text = "Apache-2.0" }' in (REPO / "pyproject.toml").read_text()
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "Apache-2.0" and project["license-files"] == ["LICENSE"]  # SPDX form
 
 
 def test_extensions_index_entry_matches_the_catalog_schema_and_cmake(description):

@@ -5,22 +5,18 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from gistrisk.survival.config import load_config
-
-FAST = {"bootstrap": 100, "modality": {"rsf": {"n_estimators": 30, "cv_folds": 3, "n_repeats": 1},
-                                       "lasso": {"cv_folds": 3, "n_alphas": 20}},
-        "fusion": {"oof_folds": 3}}
+from gistrisk.survival.config import FAST_CONFIG, fast_overrides, load_config
 
 
 @pytest.fixture(scope="session")
 def fast():
-    """Config overrides that keep the pipeline small for tests."""
-    return FAST
+    """Config overrides that keep the pipeline small for tests (the shared configs/fit_fast.yaml)."""
+    return fast_overrides()
 
 
 @pytest.fixture
 def fast_config():
-    return load_config(overrides=FAST)
+    return load_config(FAST_CONFIG)
 
 
 @pytest.fixture(scope="module")

@@ -41,8 +41,9 @@ def test_fit_validate_predict(cohort):
     r = run("fit", "--outcomes", cohort / "dev/outcomes.csv", *_mods(cohort / "dev"), "--config", cohort / "fit.yaml",
             "--out", model)
     assert "fusion" in r.stdout and (model / "model.json").is_file()
-    oof = pd.read_csv(model / "oof_scores.csv")
-    assert list(oof.columns) == ["patient_id", "clinical", "pathology", "radiomics"]
+    assert [p.name for p in model.iterdir()] == ["model.json"]  # the bundle is one file
+    oof = json.loads((model / "model.json").read_text())["oof_scores"]
+    assert list(oof["scores"]) == ["clinical", "pathology", "radiomics"] and len(oof["patient_id"]) == 150
 
     rep = cohort / "report"
     run("validate", "--model", model, "--outcomes", cohort / "ext/outcomes.csv", *_mods(cohort / "ext"),

@@ -33,6 +33,22 @@ def test_bundle_is_json_and_round_trips(fitted):
     pd.testing.assert_frame_equal(model.predict(t), loaded.predict(t))
 
 
+def test_bundle_carries_the_out_of_fold_scores(fitted, tmp_path):
+    """The scores the fusion Cox was fitted on travel in model.json (NaN where a modality is missing)."""
+    model, d, tables, out = fitted
+    assert [p.name for p in d.iterdir()] == ["model.json"]
+    oof = model.oof_scores_
+    assert list(oof.index) == list(out.index) and list(oof.columns) == ["clinical", "pathology", "radiomics"]
+    assert oof["pathology"].isna().sum() == len(out) - len(tables["pathology"])
+    pd.testing.assert_frame_equal(MultimodalRiskModel.load(d).oof_scores_, oof)
+    pd.testing.assert_frame_equal(MultimodalRiskModel.from_dict(model.to_dict()).oof_scores_, oof)
+    raw = json.loads((d / "model.json").read_text())
+    raw["oof_scores"]["scores"]["clinical"].pop()
+    (tmp_path / "model.json").write_text(json.dumps(raw))
+    with pytest.raises(BundleError, match="oof_scores"):
+        MultimodalRiskModel.load(tmp_path)
+
+
 def test_missing_modality_predicted_from_present_ones_and_flagged(fitted):
     model, d, tables, _ = fitted
     pred = model.predict({"clinical": tables["clinical"].reset_index(), "radiomics": tables["radiomics"].reset_index()})

@@ -1,4 +1,5 @@
-"""`gistrisk pathology ...`: tiles, train, features. Heavy imports stay inside the commands."""
+"""`gistrisk pathology ...`: tiles, train, features: options -> :mod:`gistrisk.pathology.runs` (and
+:mod:`gistrisk.pathology.train`) -> console. Heavy imports stay inside the commands."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from gistrisk.errors import InputError
 from gistrisk.pathology.checks import check_int, check_number
 from gistrisk.paths import check_output
 from qupath_bridge import groovy_script
-from qupath_bridge.naming import RULE, file_name_clashes, tile_predictions_file_name
 
 app = typer.Typer(no_args_is_help=True, help="H&E slides: tiles, tissue classifier, slide features.")
 
@@ -56,18 +56,12 @@ def tiles(
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler address tcp://host:port."),
 ) -> None:
     """Cut slides into tiles (coordinates only), keep tissue, label from QuPath annotations."""
-    from gistrisk.atomic import write_json, write_table
-    from gistrisk.pathology.pipeline import tile_one
-    from gistrisk.pathology.slides import mpp_message
     from gistrisk.pathology.tiling import TileConfig
-    from gistrisk.provenance import provenance
 
     cfg = TileConfig(tile_size=tile_size, target_mpp=target_mpp, min_tissue_fraction=min_tissue,
                      min_label_overlap=min_label_overlap)
     check_int(jobs, "--jobs", 1)
     _check_mpp_options(mpp, mpp_override)
-    params = {"tile_config": cfg.to_dict(), "backend": backend, "repair": not no_repair,
-              "clip_annotations": clip_annotations}
     if slide is not None:
         if slides or manifest:
             raise InputError("give one of --slide, --slides or --manifest")
@@ -78,53 +72,23 @@ def tiles(
                              f"{slide.stem}.tiles.parquet into")
         if images is not None:
             check_output(images, kind="dir", option="--images")
-        df = tile_one(slide, cfg, annotations=annotations, mpp=mpp, backend=backend,
-                      repair=not no_repair, clip_annotations=clip_annotations, mpp_override=mpp_override)
-        meta = df.attrs["gistrisk"]
-        _echo_mpp(mpp_message(str(slide), meta))
-        write_table(out, df)
-        write_json(_beside(out, ".provenance.json"),
-                   provenance({**params, "mpp": mpp, "mpp_override": mpp_override}, slide=str(slide),
-                              annotations=str(annotations) if annotations else None, summary=meta))
-        if images is not None:
-            from gistrisk.pathology.pipeline import save_tile_images
+        from gistrisk.pathology.runs import tile_single
 
-            save_tile_images(df, images, backend=backend, mpp=mpp, mpp_override=mpp_override)
-        labelled = int(df["label"].notna().sum())
-        typer.echo(f"{out}: {len(df)} tiles kept of {meta['n_grid']} in the grid"
-                   + (f", {labelled} labelled ({_counts(df)})" if annotations else ""))
+        one = tile_single(slide, out, cfg, annotations=annotations, mpp=mpp, mpp_override=mpp_override,
+                          backend=backend, repair=not no_repair, clip_annotations=clip_annotations, images=images,
+                          on_message=_echo_err)
+        typer.echo(one.summary())
         return
     if annotations is not None or images is not None:
         raise InputError("--annotations and --images go with --slide; for several slides use a manifest "
                          "'annotations' column")
-    from gistrisk.batch import BatchItem, cache_path, file_fingerprint, run_batch
-    from gistrisk.pathology.cohort import failure_rows, slide_fingerprint
+    from gistrisk.pathology.runs import tile_cohort
 
-    entries = _entries(slides, manifest, mpp, mpp_override)
-    check_output(out, kind="dir", option="--out")
-    out.mkdir(parents=True, exist_ok=True)
-    items = []
-    for e in entries:
-        dest = out / f"{e.slide_id}.tiles.parquet"
-        inputs = {"slide": e.slide, "slide_id": e.slide_id, "annotations": e.annotations, "mpp": e.mpp,
-                  "mpp_override": e.mpp_override, "out": str(dest), **params}
-        fp = file_fingerprint(*([e.annotations] if e.annotations else []),
-                              params={**inputs, "slide_fp": slide_fingerprint(e.slide)})
-        if not dest.exists():  # output deleted since: do not trust the cache
-            cache_path(out / ".cache", e.slide_id).unlink(missing_ok=True)
-        items.append(BatchItem(e.slide_id, inputs, fp))
-    from gistrisk.pathology.pipeline import tiles_worker
-
-    res = run_batch(items, tiles_worker, cache_dir=out / ".cache", jobs=jobs, scheduler=scheduler, desc="slides")
-    by_id = {e.slide_id: e for e in entries}
-    for sid, r in res.done.items():
-        _echo_mpp(mpp_message(by_id[sid].slide, r))
-    write_table(out / "tiles.failures.csv", failure_rows(res.failures, by_id))
-    write_json(out / "tiles.provenance.json", provenance(params, slides=[e.__dict__ for e in entries],
-                                                        results=res.done, failures=len(res.failures)))
-    typer.echo(f"{out}: {len(res.done)} slides tiled ({res.skipped_cached} from cache), {len(res.failures)} failed"
-               + (f" (see {out / 'tiles.failures.csv'})" if res.failures else ""))
-    if res.failures:
+    res = tile_cohort(_entries(slides, manifest), out, cfg, mpp=mpp, mpp_override=mpp_override, backend=backend,
+                      repair=not no_repair, clip_annotations=clip_annotations, jobs=jobs, scheduler=scheduler,
+                      on_message=_echo_err)
+    typer.echo(res.summary())
+    if res.n_failed:
         raise typer.Exit(1)
 
 
@@ -220,123 +184,35 @@ def features(
                                                   help=_STAIN_HELP + " Default: the classifier's training setting."),
 ) -> None:
     """Slide-level pathomics: mean 2048-d ResNet50 feature of each slide's tumour tiles."""
-    import pandas as pd
-
-    from gistrisk.atomic import write_json, write_table
-    from gistrisk.batch import BatchItem, cache_path, file_fingerprint, run_batch
-    from gistrisk.pathology.cohort import failure_rows, slide_fingerprint
     from gistrisk.pathology.engine import InferenceConfig
-    from gistrisk.pathology.features import FLAG_NO_TUMOUR, FeatureConfig, features_table
-    from gistrisk.pathology.model import load_classifier
-    from gistrisk.pathology.pipeline import MPP_KEYS, features_worker, torch_threads_per_job
-    from gistrisk.pathology.slides import mpp_message
-    from gistrisk.pathology.stain import resolve_stain
-    from gistrisk.pathology.tiling import TileConfig
-    from gistrisk.provenance import file_sha256, provenance
+    from gistrisk.pathology.features import FeatureConfig
+    from gistrisk.pathology.runs import feature_cohort
 
     check_output(out, kind="file", inputs=[classifier, slides, manifest])
-    if out.suffix.lower() not in (".parquet", ".csv"):
-        raise InputError(f"--out {out}: give a .parquet or .csv file")
-    if review_geojson:
-        check_output(review_geojson, kind="dir", option="--review-geojson")
     check_int(jobs, "--jobs", 1)
     _check_mpp_options(mpp, mpp_override)
     fcfg = FeatureConfig(tumour_threshold=tumour_threshold)
-    infer = InferenceConfig(batch_size=batch_size, num_workers=workers, device=device).to_dict()
-    clf_file = classifier / "classifier.safetensors" if classifier.is_dir() else classifier
-    _, header = load_classifier(clf_file)  # fail fast on a bad classifier, before the batch
-    clf_hash = file_sha256(clf_file)
-    stain, stain_warning = resolve_stain(header.get("stain"), stain_normalise)
-    if stain_warning:
-        typer.echo(f"warning: {stain_warning}", err=True)
-    tcfg = TileConfig(tile_size=header["tile_size"], target_mpp=float(header["mpp"]), min_tissue_fraction=min_tissue)
-    entries = _entries(slides, manifest, mpp, mpp_override)
-    review_names = _review_file_names(entries) if review_geojson else {}
-    params = {"classifier_sha256": clf_hash, "tile_config": tcfg.to_dict(), "feature": fcfg.to_dict(),
-              "backend": backend, "stain": stain.to_dict()}
-    if review_geojson:
-        review_geojson.mkdir(parents=True, exist_ok=True)
-    cache = out.with_name(out.stem + ".cache")
-    items = []
-    for e in entries:
-        geo = str(review_geojson / review_names[e.slide_id]) if review_geojson else None
-        inputs = {"slide": e.slide, "slide_id": e.slide_id, "patient_id": e.patient_id, "mpp": e.mpp,
-                  "mpp_override": e.mpp_override, "classifier": str(clf_file.resolve()), "inference": infer,
-                  "review_geojson": geo,
-                  "torch_threads": torch_threads_per_job(jobs) if (jobs > 1 and not scheduler) else None,
-                  **params}
-        fp_params = {k: v for k, v in inputs.items() if k not in ("inference", "torch_threads", "classifier")}
-        fp_params["slide_fp"] = slide_fingerprint(e.slide)
-        if geo and not Path(geo).exists():  # review file deleted since: recompute
-            cache_path(cache, e.slide_id).unlink(missing_ok=True)
-        items.append(BatchItem(e.slide_id, inputs, file_fingerprint(params=fp_params)))
-    res = run_batch(items, features_worker, cache_dir=cache, jobs=jobs, scheduler=scheduler, desc="slides")
-    by_id = {e.slide_id: e for e in entries}
-    results = list(res.done.values())
-    for sid, r in res.done.items():
-        _echo_mpp(mpp_message(by_id[sid].slide, r))
-    table = features_table(results)
-    write_table(out, table)
-    fails = failure_rows(res.failures, by_id)
-    flagged = [{"slide_id": r["slide_id"], "patient_id": r["patient_id"], "slide": by_id[r["slide_id"]].slide,
-                "error_type": FLAG_NO_TUMOUR,
-                "message": f"no tile predicted tumour with probability >= {tumour_threshold} among "
-                           f"{r['n_tiles']} tissue tiles; features left empty (NaN)"}
-               for r in results if r.get("flag") == FLAG_NO_TUMOUR]
-    fails = pd.concat([fails, pd.DataFrame(flagged, columns=fails.columns)], ignore_index=True)
-    write_table(_beside(out, ".failures.csv"), fails)
-    write_json(_beside(out, ".provenance.json"),
-               provenance({**params, "inference": infer}, classifier=str(clf_file),
-                          classifier_header={k: v for k, v in header.items() if k != "versions"},
-                          slides=[e.__dict__ for e in entries],
-                          slide_mpp={sid: {k: r.get(k) for k in MPP_KEYS} for sid, r in res.done.items()},
-                          n_done=len(results),
-                          n_failed=len(res.failures), n_no_tumour=len(flagged), skipped_cached=res.skipped_cached))
-    typer.echo(f"{out}: {len(results)} slides ({res.skipped_cached} from cache), {len(flagged)} without tumour "
-               f"tiles, {len(res.failures)} failed" + (f" (see {_beside(out, '.failures.csv')})" if len(fails) else ""))
+    infer = InferenceConfig(batch_size=batch_size, num_workers=workers, device=device)
+    res = feature_cohort(classifier, _entries(slides, manifest), out, mpp=mpp, mpp_override=mpp_override,
+                         backend=backend, feature=fcfg, inference=infer, min_tissue=min_tissue,
+                         stain_normalise=stain_normalise, review_geojson=review_geojson, jobs=jobs,
+                         scheduler=scheduler, on_message=_echo_err)
+    typer.echo(res.summary())
     if review_geojson:
         typer.echo(f"{review_geojson}: tile predictions for QuPath; import them with "
                    f"{groovy_script('import_tile_predictions')} (inputDir={review_geojson})")
-    if res.failures:
+    if res.n_failed:
         raise typer.Exit(1)
 
 
-def _review_file_names(entries) -> dict[str, str]:
-    """{slide_id: review GeoJSON file name}, by the QuPath rule from the slide file's name (QuPath's image
-    name). Slides whose names give one file are refused: the file could not say which slide it is."""
-    names = [Path(e.slide).name for e in entries]
-    clashes = file_name_clashes(names)
-    if clashes:
-        listed = "; ".join(" and ".join(entries[i].slide for i in c.indices) + f" would both be {c.file_name}"
-                           for c in clashes[:5])
-        raise InputError(f"--review-geojson: {listed}{' ...' if len(clashes) > 5 else ''}. The QuPath import "
-                         f"script finds a slide's file by {RULE}; rename the slide files so the names differ")
-    return {e.slide_id: tile_predictions_file_name(n) for e, n in zip(entries, names)}
-
-
-def _beside(out: Path, suffix: str) -> Path:
-    """``dir/name.parquet`` -> ``dir/name<suffix>``."""
-    return out.with_name(out.stem + suffix)
-
-
-def _counts(df) -> str:
-    return ", ".join(f"{k} {v}" for k, v in df["label"].value_counts().items())
-
-
-def _entries(slides: Optional[Path], manifest: Optional[Path], mpp: Optional[float],
-             mpp_override: Optional[float]):
-    """The slides of a batch; --mpp / --mpp-override apply where the manifest gives no value."""
-    from gistrisk.pathology.cohort import folder_entries, read_manifest
+def _entries(slides: Optional[Path], manifest: Optional[Path]):
+    """The slides of a batch, from --slides FOLDER or --manifest CSV (--mpp / --mpp-override are applied by
+    the run where an entry gives none)."""
+    from gistrisk.pathology.manifest import folder_entries, read_manifest
 
     if (slides is None) == (manifest is None):
         raise InputError("give exactly one of --slides FOLDER or --manifest CSV (`tiles` also takes --slide FILE)")
-    if manifest is not None:
-        entries = read_manifest(manifest)
-        for e in entries:
-            e.mpp = e.mpp if e.mpp is not None else mpp
-            e.mpp_override = e.mpp_override if e.mpp_override is not None else mpp_override
-        return entries
-    return folder_entries(slides, mpp, mpp_override)
+    return read_manifest(manifest) if manifest is not None else folder_entries(slides)
 
 
 def _check_mpp_options(mpp: Optional[float], mpp_override: Optional[float]) -> None:
@@ -345,9 +221,8 @@ def _check_mpp_options(mpp: Optional[float], mpp_override: Optional[float]) -> N
             check_number(value, option, low=0, low_open=True)
 
 
-def _echo_mpp(message: Optional[str]) -> None:
-    if message:
-        typer.echo(message, err=True)
+def _echo_err(message: str) -> None:
+    typer.echo(message, err=True)
 
 
 def _names(paths: List[Path], k: int = 5) -> str:

@@ -20,6 +20,10 @@ Examples:
 
     gistrisk radiomics extract --image pat2/ --mask pat2/RS.dcm --segment GTV-1 --out row.csv
 
+  one case on 2 processes (its image types shared out; same features as --workers 1):
+
+    gistrisk radiomics extract --image ct.nrrd --mask tumour.seg.nrrd --out row.csv --workers 2
+
   a cohort on 2 local processes (manifest columns: patient_id,image,mask[,label|segment]):
 
     gistrisk radiomics extract --manifest cases.csv --out features.parquet --jobs 2
@@ -49,6 +53,9 @@ def extract(
                                          help="Parameter file (YAML/JSON) or shipped name; default gist_ct_paper."),
     patient_id: Optional[str] = typer.Option(None, "--patient-id", help="Patient id for a single case."),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Local worker processes (cohort)."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1,
+                                          help="Processes sharing one case's image types (default: the "
+                                               "available cores, at most 4; 1 = sequential). One case only."),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler address, tcp://host:port."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Per-case cache (default .<stem>.cache)."),
     modality: str = typer.Option("CT", "--modality", help="CT checks for Hounsfield units; e.g. MR skips it."),
@@ -65,12 +72,13 @@ def extract(
     if manifest is not None:
         if image is not None or mask is not None:
             raise InputError("give either --manifest or --image/--mask, not both")
-        from gistrisk.radiomics.cohort import extract_cohort
+        if workers is not None:
+            raise InputError("--workers is for one case (--image/--mask); a cohort uses --jobs")
+        from gistrisk.radiomics.runs import extract_cohort
 
         res = extract_cohort(manifest, out, params=params, jobs=jobs, scheduler=scheduler, cache_dir=cache_dir,
                              modality=modality, geometry_policy=policy, progress=progress)
-        typer.echo(f"{res.n_done}/{res.n_cases} cases extracted ({res.n_cached} from cache), {res.n_failed} failed "
-                   f"-> {res.features}")
+        typer.echo(res.summary())
         if res.n_failed:
             typer.echo(f"failures: {res.failures}", err=True)
             raise typer.Exit(1)
@@ -80,7 +88,7 @@ def extract(
     from gistrisk.radiomics.single import extract_single
 
     written = extract_single(image, mask, out, label=label, segment=segment, params=params,
-                             patient_id=patient_id, modality=modality, geometry_policy=policy)
+                             patient_id=patient_id, modality=modality, geometry_policy=policy, workers=workers)
     typer.echo(f"{written['n_features']} features -> {out}")
 
 
@@ -126,7 +134,8 @@ def robustness(
     """Feature robustness to image perturbation (noise, coarser voxels): ICC per feature, kept list."""
     from gistrisk.errors import InputError
     from gistrisk.paths import check_output
-    from gistrisk.radiomics.robustness import perturbation_robustness, table_path, write_robustness
+    from gistrisk.radiomics.robustness_io import table_path, write_robustness
+    from gistrisk.radiomics.runs import perturbation_robustness
 
     check_output(out, kind="file", inputs=[manifest])
     if out.suffix.lower() != ".json":

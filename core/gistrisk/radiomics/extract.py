@@ -12,6 +12,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from gistrisk.errors import InputError
+from gistrisk.radiomics import parallel
 from gistrisk.radiomics.geometry import align_mask
 from gistrisk.radiomics.images import check_image, geometry, read_image
 from gistrisk.radiomics.masks import read_mask
@@ -26,7 +27,8 @@ class CaseFeatures:
     ----------
     features : name -> value, names ``<imageType>_<class>_<feature>`` (e.g. ``original_glcm_Contrast``).
     diagnostics : PyRadiomics' ``diagnostics_*`` entries plus ``gistrisk_*`` entries (geometry,
-        parameter file and its sha256, warnings); JSON-serialisable.
+        parameter file and its sha256, warnings; ``gistrisk_parallel`` when asked for more than one
+        worker: processes used, and why fewer if so); JSON-serialisable.
     """
 
     features: dict[str, float] = field(default_factory=dict)
@@ -77,7 +79,7 @@ def check_roi(mask: sitk.Image, label: int, *, force2d: bool = False, file: str 
 def extract_case(image: sitk.Image, mask: sitk.Image, params: str | Path | None = None,
                  label: int | None = None, *, modality: str = "CT", geometry_policy: str = "resample",
                  patient_id: str | None = None, image_file: str | None = None,
-                 mask_file: str | None = None) -> CaseFeatures:
+                 mask_file: str | None = None, workers: int | None = 1) -> CaseFeatures:
     """Extract PyRadiomics features for one case.
 
     Parameters
@@ -89,6 +91,9 @@ def extract_case(image: sitk.Image, mask: sitk.Image, params: str | Path | None 
     modality : "CT" requires HU values (min < 0); other values skip that check.
     geometry_policy : "resample" or "strict" (see :func:`gistrisk.radiomics.geometry.align_mask`).
     patient_id, image_file, mask_file : named in error messages.
+    workers : processes sharing this case's image types (None or 0 = the available cores, at most 4; 1 =
+        PyRadiomics' own sequential ``execute``). Same features, order and warnings either way; see
+        :mod:`gistrisk.radiomics.parallel`. Keep 1 inside a cohort's worker processes.
 
     Returns
     -------
@@ -109,8 +114,13 @@ def extract_case(image: sitk.Image, mask: sitk.Image, params: str | Path | None 
 
     extractor = _extractor(path)
     records = _capture_radiomics_warnings()
+    run = None
     try:
-        result = extractor.execute(image, mask, label=label)
+        if workers == 1:
+            result = extractor.execute(image, mask, label=label)
+            radiomics_warnings = [r.getMessage() for r in records.records]
+        else:
+            result, radiomics_warnings, run = parallel.execute(extractor, image, mask, label, workers)
     except (ValueError, RuntimeError, AssertionError) as e:
         raise InputError(f"PyRadiomics could not extract features: {e}", file=image_file,
                          patient=patient_id) from None
@@ -139,24 +149,26 @@ def extract_case(image: sitk.Image, mask: sitk.Image, params: str | Path | None 
         "gistrisk_params_file": str(path),
         "gistrisk_params_sha256": params_sha256(path),
         "gistrisk_modality": modality,
-        "gistrisk_warnings": warnings + [r.getMessage() for r in records.records],
+        "gistrisk_warnings": warnings + radiomics_warnings,
     })
+    if run is not None:
+        diagnostics["gistrisk_parallel"] = run.as_dict()
     return CaseFeatures(features, diagnostics)
 
 
 def extract_files(image_path: str | Path, mask_path: str | Path, *, label: int | None = None,
                   segment: str | None = None, params: str | Path | None = None, patient_id: str | None = None,
-                  modality: str = "CT", geometry_policy: str = "resample") -> CaseFeatures:
+                  modality: str = "CT", geometry_policy: str = "resample", workers: int | None = 1) -> CaseFeatures:
     """Read a CT (NRRD/NIfTI/DICOM folder) and a mask (label map, .seg.nrrd, RTSTRUCT, SEG) and extract.
 
     ``segment`` chooses a Slicer segment, RTSTRUCT ROI or SEG segment by name; ``label`` a label value
-    (label map / .seg.nrrd LabelValue) or ROI/segment number (DICOM).
+    (label map / .seg.nrrd LabelValue) or ROI/segment number (DICOM). ``workers``: as for :func:`extract_case`.
     """
     image = read_image(image_path, patient=patient_id)
     loaded = read_mask(mask_path, image, label=label, segment=segment, patient=patient_id)
     out = extract_case(image, loaded.image, params, loaded.label, modality=modality,
                        geometry_policy=geometry_policy, patient_id=patient_id, image_file=str(image_path),
-                       mask_file=str(mask_path))
+                       mask_file=str(mask_path), workers=workers)
     info = dict(loaded.info)
     out.diagnostics["gistrisk_warnings"] = info.pop("warnings", []) + out.diagnostics["gistrisk_warnings"]
     out.diagnostics["gistrisk_mask_source"] = info

@@ -9,12 +9,15 @@ import pandas as pd
 
 def extract_single(image: Path, mask: Path, out: Path, *, label: int | None = None, segment: str | None = None,
                    params: str | Path | None = None, patient_id: str | None = None, modality: str = "CT",
-                   geometry_policy: str = "resample") -> dict:
-    """Write ``out`` (patient_id + features), ``<stem>.diagnostics.json`` and ``<stem>.provenance.json``."""
+                   geometry_policy: str = "resample", workers: int | None = None) -> dict:
+    """Write ``out`` (patient_id + features), ``<stem>.diagnostics.json`` and ``<stem>.provenance.json``.
+
+    ``workers`` processes share the case's image types (None = the available cores, at most 4; 1 = sequential).
+    """
     from gistrisk.atomic import write_json, write_table
     from gistrisk.errors import InputError
     from gistrisk.provenance import file_sha256, package_versions, provenance
-    from gistrisk.radiomics.cohort import sidecar
+    from gistrisk.paths import sidecar
     from gistrisk.radiomics.extract import extract_files
     from gistrisk.radiomics.params import resolve_params
 
@@ -23,7 +26,7 @@ def extract_single(image: Path, mask: Path, out: Path, *, label: int | None = No
         raise InputError("output must end in .parquet or .csv", file=str(out))
     pid = patient_id or Path(image).name.split(".")[0]
     res = extract_files(image, mask, label=label, segment=segment, params=params, patient_id=pid,
-                        modality=modality, geometry_policy=geometry_policy)
+                        modality=modality, geometry_policy=geometry_policy, workers=workers)
     params_path = resolve_params(params)
     write_table(out, pd.DataFrame([{"patient_id": pid, **res.features}]))
     write_json(sidecar(out, "diagnostics", ".json"), res.diagnostics)
@@ -32,4 +35,5 @@ def extract_single(image: Path, mask: Path, out: Path, *, label: int | None = No
                     "segment": segment, "modality": modality, "geometry_policy": geometry_policy},
         command="gistrisk radiomics extract", radiomics_versions=package_versions(("pyradiomics-bhklab", "SimpleITK")),
         inputs={"image": str(image), "mask": str(mask)}))
-    return {"n_features": len(res.features)}
+    return {"n_features": len(res.features),
+            "workers": res.diagnostics.get("gistrisk_parallel", {}).get("workers", 1)}

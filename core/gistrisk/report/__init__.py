@@ -13,7 +13,7 @@ __all__ = ["write_cohort_report", "write_patient_report"]
 
 def __getattr__(name: str) -> Any:
     if name == "write_cohort_report":
-        from gistrisk.report.cohort import write_cohort_report
+        from gistrisk.report.cohort_report import write_cohort_report
 
         return write_cohort_report
     if name == "write_patient_report":

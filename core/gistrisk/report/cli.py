@@ -11,7 +11,7 @@ from typing_extensions import Annotated
 
 from gistrisk.errors import InputError
 from gistrisk.paths import check_output
-from gistrisk.report.cohort import write_cohort_report
+from gistrisk.report.cohort_report import write_cohort_report
 from gistrisk.survival.model import MultimodalRiskModel
 from gistrisk.tables import load_outcomes, read_table
 
@@ -52,9 +52,6 @@ def report(
     outcomes = outcomes or _recorded(prov, "outcomes", "--outcomes", mfile)
     params = prov.get("parameters") or {}
     m = MultimodalRiskModel.load(model)
-    oof = Path(model) / "oof_scores.csv" if Path(model).is_dir() else Path(model).parent / "oof_scores.csv"
-    if oof.is_file():  # written by `gistrisk fit`: the nomogram's axes then follow the development scores
-        m.oof_scores_ = read_table(oof).set_index("patient_id")
     pred = read_table(pfile)
     unit = time_unit or params.get("time_unit")
     dev_unit = time_unit or (m.info_.get("inputs") or {}).get("time_unit")

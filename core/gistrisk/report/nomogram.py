@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
+from gistrisk.report.render import label, pyplot
 from gistrisk.survival.cox import step_at
 from gistrisk.survival.fusion import FusionCox
 
@@ -94,7 +96,19 @@ def from_fusion(fusion: FusionCox, scores: np.ndarray, quantiles=(0.01, 0.99)) -
                     np.asarray(c.baseline_time, float), np.asarray(c.baseline_cumhaz, float))
 
 
+def axis_scores(model, predictions: pd.DataFrame) -> tuple[np.ndarray, str]:
+    """Scores (n, k) whose spread sets the axes of the main fusion's nomogram, and where they come
+    from: the development cohort's out-of-fold scores in the bundle (the scores the fusion Cox was
+    fitted on); for a bundle written before they travelled in it, the scored cohort's ``predictions``."""
+    f = model.main_fusion
+    if model.oof_scores_ is not None:
+        return model.oof_scores_[list(f.modalities)].to_numpy(float), "development cohort (out-of-fold scores)"
+    return predictions[[f"score_{m}" for m in f.modalities]].to_numpy(float), "validation cohort"
+
+
 def _nice_ticks(lo: float, hi: float, n: int = 6) -> np.ndarray:
+    # lazy, as render.pyplot: matplotlib takes about 0.2 s to import (measured) and every `gistrisk`
+    # command imports this module through the report
     from matplotlib.ticker import MaxNLocator
 
     t = MaxNLocator(nbins=n).tick_values(lo, hi)
@@ -103,8 +117,6 @@ def _nice_ticks(lo: float, hi: float, n: int = 6) -> np.ndarray:
 
 def draw(nomo: Nomogram, months=(12, 36, 60)):
     """The nomogram as a matplotlib figure (one horizontal scale per row)."""
-    from gistrisk.report.render import label, pyplot
-
     plt = pyplot()
     total_max = float(nomo.max_points.sum())
     rows = 1 + len(nomo.modalities) + 2 + len(months)

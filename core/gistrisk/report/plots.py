@@ -10,9 +10,6 @@ import pandas as pd
 
 from gistrisk.report.render import COLORS, label, ordered, p_is, pyplot
 
-GROUP_ORDER = ("low", "high", "very low", "intermediate")
-
-
 def _group_sort(groups) -> list[str]:
     nih = ["very low", "low", "intermediate", "high"]
     groups = list(groups)
@@ -59,6 +56,8 @@ def forest_plot(hrs: dict[str, pd.DataFrame]):
 
 def _log_ticks(ax, lo: float, hi: float) -> None:
     """Plain-number ticks (0.25, 0.5, 1, 2, ...) on a log axis covering [lo, hi]."""
+    # lazy, as render.pyplot: matplotlib takes about 0.2 s to import (measured) and every `gistrisk`
+    # command imports this module through the report
     from matplotlib.ticker import FixedLocator, NullLocator
 
     cand = np.array([0.05, 0.1, 0.2, 0.25, 0.5, 0.67, 0.8, 1, 1.25, 1.5, 2, 3, 4, 5, 10, 20])

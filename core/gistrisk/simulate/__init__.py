@@ -6,7 +6,7 @@ from typing import Any
 
 
 def simulate_cohort(*args: Any, **kwargs: Any):
-    """See :func:`gistrisk.simulate.cohort.simulate_cohort` (imported lazily to keep the CLI fast)."""
-    from gistrisk.simulate.cohort import simulate_cohort as _impl
+    """See :func:`gistrisk.simulate.study.simulate_cohort` (imported lazily to keep the CLI fast)."""
+    from gistrisk.simulate.study import simulate_cohort as _impl
 
     return _impl(*args, **kwargs)

@@ -24,7 +24,7 @@ def simulate(
     """
     from tqdm import tqdm
 
-    from gistrisk.simulate.cohort import simulate_cohort
+    from gistrisk.simulate.study import simulate_cohort
 
     with tqdm(total=patients + external, unit="patient", desc="simulate") as bar:
         paths = simulate_cohort(out, patients, external, seed, workers=workers, overwrite=overwrite,

@@ -1,39 +1,62 @@
-"""`gistrisk demo`: simulate a small cohort and run the whole pipeline on it, command by command.
+"""`gistrisk demo`: simulate a small cohort and run the whole pipeline on it, step by step.
 
-Every step is a real `gistrisk` command line (the same ones a research group types), run as a
-child process with its output in ``<out>/logs/<step>.log``. A failing pathology step does not stop
-the demo: the models are fitted on the modalities that produced features, and the summary says so.
+The cohort steps (radiomics extraction, slide tiling, slide features) call the arms' Python APIs
+(:mod:`gistrisk.radiomics.runs`, :mod:`gistrisk.pathology.runs`); classifier training, fit, validate
+and report are the `gistrisk` command lines a research group types. Every step runs in its own child
+process (an API call: a fresh interpreter given the function and its arguments) with its output in
+``<out>/logs/<step>.log``: worker processes forked by a process that has already run PyTorch hang once
+they use more than one thread, so no step may leave PyTorch state behind for a later step's batch (and
+a crash in native code ends one step, not the demo). A failing pathology step does not stop the demo:
+the models are fitted on the modalities that produced features, and the summary says so.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import pickle
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
-from gistrisk.atomic import write_text
-from gistrisk.simulate.demo_settings import DemoSettings
+from gistrisk.atomic import write_json, write_text
+from gistrisk.errors import GistRiskError, InputError
+from gistrisk.pathology.runs import feature_cohort, tile_cohort
+from gistrisk.pathology.tiling import TileConfig
+from gistrisk.radiomics.runs import extract_cohort
+from gistrisk.simulate.demo_settings import DemoSettings, settings_rows
+from gistrisk.simulate.study import simulate_cohort
 
 
 @dataclass
 class Step:
-    """One command of the demo. ``modality`` is the feature table it produces, if any. ``batch``:
-    a cohort command whose exit status 1 means some inputs failed (recorded) and the rest are done."""
+    """One step of the demo: a `gistrisk` command line (``argv``) or a Python API call (``call(**kwargs)``,
+    whose result has ``summary()`` and ``n_failed``). ``modality`` is the feature table it produces, if
+    any. ``batch``: a cohort step whose exit status 1 (a call: ``n_failed`` > 0) means some inputs failed
+    (recorded) and the rest are done."""
 
     name: str
-    argv: list[str]
+    argv: list[str] = field(default_factory=list)
     produces: Path | None = None
     modality: str | None = None
     optional: bool = False
     batch: bool = False
+    call: Callable[..., Any] | None = None
+    kwargs: dict[str, Any] = field(default_factory=dict)
     status: str = "pending"
     seconds: float = 0.0
     message: str = ""
+
+    def describe(self) -> str:
+        """What the step runs, as the console shows it."""
+        if self.call is None:
+            return "gistrisk " + " ".join(self.argv)
+        args = ", ".join(f"{k}={str(v) if isinstance(v, Path) else v!r}" for k, v in self.kwargs.items()
+                         if k != "on_message")
+        return f"{self.call.__module__}.{self.call.__name__}({args})"
 
 
 @dataclass
@@ -74,18 +97,18 @@ def fit_config_text(s: DemoSettings) -> str:
 
 
 def plan(lay: Layout, s: DemoSettings) -> list[Step]:
-    """The command lines of the demo, in order (they read what the earlier ones write)."""
+    """The steps of the demo, in order (they read what the earlier ones write)."""
     dev, ext = lay.cohort_dir("development"), lay.cohort_dir("external")
     steps: list[Step] = []
     for name, cdir in (("development", dev), ("external", ext)):
         table = lay.features / f"{name}_radiomics.parquet"
-        steps.append(Step(f"radiomics_{name}", ["radiomics", "extract", "--manifest",
-                          str(cdir / "radiomics_manifest.csv"), "--out", str(table), "--jobs", str(s.jobs)],
-                          table, "radiomics", batch=True))
+        steps.append(Step(f"radiomics_{name}", produces=table, modality="radiomics", batch=True, call=extract_cohort,
+                          kwargs={"manifest": cdir / "radiomics_manifest.csv", "out": table, "jobs": s.jobs}))
     tiles, clf = lay.work / "tiles", lay.work / "classifier"
-    steps.append(Step("pathology_tiles", ["pathology", "tiles", "--manifest", str(lay.work / "annotated_slides.csv"),
-                                          "--out", str(tiles), "--tile-size", str(s.tile_size),
-                                          "--jobs", str(s.jobs)], tiles, optional=True, batch=True))
+    steps.append(Step("pathology_tiles", produces=tiles, optional=True, batch=True, call=tile_cohort,
+                      kwargs={"slides": lay.work / "annotated_slides.csv", "out_dir": tiles,
+                              "config": TileConfig(tile_size=s.tile_size), "jobs": s.jobs,
+                              "on_message": print_message}))
     train = ["pathology", "train", "--tiles", str(tiles), "--out", str(clf), "--epochs", str(s.epochs),
              "--batch-size", str(s.batch_size), "--lr", f"{s.lr:g}", "--seed", str(s.seed), "--device", "cpu"]
     if s.weights:
@@ -93,10 +116,11 @@ def plan(lay: Layout, s: DemoSettings) -> list[Step]:
     steps.append(Step("pathology_train", train, optional=True))
     for name, cdir in (("development", dev), ("external", ext)):
         table = lay.features / f"{name}_pathology.parquet"
-        steps.append(Step(f"pathology_features_{name}", [
-            "pathology", "features", "--classifier", str(clf), "--manifest", str(cdir / "slide_manifest.csv"),
-            "--out", str(table), "--tumour-threshold", str(s.tumour_threshold), "--device", "cpu",
-            "--jobs", str(s.jobs)], table, "pathology", optional=True, batch=True))
+        steps.append(Step(f"pathology_features_{name}", produces=table, modality="pathology", optional=True,
+                          batch=True, call=feature_cohort,
+                          kwargs={"classifier": clf, "slides": cdir / "slide_manifest.csv", "out": table,
+                                  "feature": {"tumour_threshold": s.tumour_threshold},
+                                  "inference": {"device": "cpu"}, "jobs": s.jobs, "on_message": print_message}))
     fit = ["fit", "--outcomes", str(dev / "outcomes.csv"), "--out", str(lay.model),
            "--config", str(lay.work / "fit_demo.yaml"), "--jobs", str(s.jobs), "--seed", str(s.seed)]
     steps.append(Step("fit", fit))
@@ -109,6 +133,11 @@ def plan(lay: Layout, s: DemoSettings) -> list[Step]:
                                  "--dev-clinical", str(dev / "clinical.csv"),
                                  "--figures", str(lay.out / "figures")]))
     return steps
+
+
+def print_message(line: str) -> None:
+    """A run's console line (mpp notes, warnings) -> stderr, i.e. the step's log."""
+    print(line, file=sys.stderr, flush=True)
 
 
 def _modality_args(steps: list[Step], cohort: str, lay: Layout) -> list[str]:
@@ -136,10 +165,14 @@ def _annotated_manifest(lay: Layout) -> Path:
 def _run(step: Step, lay: Layout, echo: Callable[[str], None]) -> None:
     log = lay.logs / f"{step.name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    echo(f"[{step.name}] gistrisk {' '.join(step.argv)}")
+    echo(f"[{step.name}] {step.describe()}")
     t0 = time.perf_counter()
+    if step.call is None:
+        child, sent = [sys.executable, "-m", "gistrisk", *step.argv], None
+    else:  # the call and its arguments go to a fresh interpreter on stdin
+        child, sent = [sys.executable, "-c", _CALL_STEP], pickle.dumps((step.call, step.kwargs))
     with log.open("w", encoding="utf-8") as fh:
-        rc = subprocess.run([sys.executable, "-m", "gistrisk", *step.argv], stdout=fh, stderr=subprocess.STDOUT).returncode
+        rc = subprocess.run(child, input=sent, stdout=fh, stderr=subprocess.STDOUT).returncode
     step.seconds = time.perf_counter() - t0
     produced = step.produces is None or (step.produces.is_file() or any(step.produces.glob("*.parquet")))
     if produced and (rc == 0 or (rc == 1 and step.batch)):
@@ -153,19 +186,32 @@ def _run(step: Step, lay: Layout, echo: Callable[[str], None]) -> None:
     echo(f"[{step.name}] {step.status} in {step.seconds:.0f} s" + (f": {step.message}" if step.message else ""))
 
 
+_CALL_STEP = "from gistrisk.simulate.demo import _call_step; _call_step()"
+
+
+def _call_step() -> None:
+    """Child process of an API step: ``(call, kwargs)`` pickled on stdin; prints the result's summary.
+    Exit status as the matching command's: 0 all done, 1 some inputs failed (or a crash, with its
+    traceback), 2 bad input (one ``error:`` line)."""
+    call, kwargs = pickle.load(sys.stdin.buffer)
+    try:
+        result = call(**kwargs)
+    except GistRiskError as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    print(result.summary(), flush=True)
+    sys.exit(1 if result.n_failed else 0)
+
+
 def run_demo(out: Path, settings: DemoSettings | None = None,
              echo: Callable[[str], None] = print) -> dict[str, object]:
     """Simulate, extract, train, fit, validate and report; returns a summary (also summary.json)."""
-    from gistrisk.simulate.cohort import simulate_cohort
-
     s = settings or DemoSettings()
     lay = Layout(Path(out).resolve())
     for stale in (lay.report, lay.out / "summary.json"):  # never report a previous run's file
         stale.unlink(missing_ok=True)
     t0 = time.perf_counter()
     echo(f"[simulate] {s.patients} development + {s.external} external patients, seed {s.seed}")
-    from gistrisk.errors import InputError
-
     try:  # the same demo again resumes; another size or seed replaces the cohort
         simulate_cohort(lay.cohort, s.patients, s.external, s.seed, config=s.simulation_config(),
                         workers=s.jobs)
@@ -196,15 +242,11 @@ def run_demo(out: Path, settings: DemoSettings | None = None,
                 later.status, later.message = "not run", f"{st.name} failed"
             break
     summary = _summary(lay, s, steps, sim_s, time.perf_counter() - t0)
-    from gistrisk.atomic import write_json
-
     write_json(lay.out / "summary.json", summary)
     return summary
 
 
 def _summary(lay: Layout, s: DemoSettings, steps: list[Step], sim_s: float, total_s: float) -> dict:
-    from gistrisk.simulate.demo_settings import settings_rows
-
     cohort = json.loads((lay.cohort / "cohort.json").read_text(encoding="utf-8"))
     metrics_path = lay.validation / "metrics.json"
     validated = any(st.name == "validate" and st.status == "ok" for st in steps)  # not a stale file

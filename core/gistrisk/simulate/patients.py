@@ -13,7 +13,6 @@ from gistrisk.simulate.config import SimulationConfig
 
 SITES = ("stomach", "small intestine", "colorectum", "other")
 SITE_P = (0.60, 0.30, 0.05, 0.05)
-SURGERY = ("open", "laparoscopic", "endoscopic")
 
 #: Columns of clinical.csv, in order.
 CLINICAL_COLUMNS = (

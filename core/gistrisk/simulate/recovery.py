@@ -11,15 +11,19 @@ import numpy as np
 import pandas as pd
 
 from gistrisk.errors import InputError
-from gistrisk.survival.config import FitConfig, load_config
+from gistrisk.simulate.feature_tables import simulate_tables
+from gistrisk.survival.config import FitConfig, fast_overrides, load_config, merge_settings
 from gistrisk.survival.evaluation import harrell_c
+from gistrisk.survival.train import fit_multimodal
+from gistrisk.survival.validate import validate
+from gistrisk.tables import load_features, load_outcomes
 
 MODALITIES = ("clinical", "radiomics", "pathology")
-#: the fit defaults with smaller forests and bootstraps: replicate studies compare point estimates
-FAST = {"bootstrap": 20, "modality": {"rsf": {"n_estimators": 50, "cv_folds": 5}}}
+#: the shared quick settings (configs/fit_fast.yaml): replicate studies compare point estimates
+FAST = fast_overrides()
 #: LASSO by cross-validated C-index: it keeps the chance-best features of permuted outcomes (the
 #: default deviance criterion mostly keeps none), so the leakage check exercises the whole chain
-FORCE_SELECTION = {**FAST, "modality": {**FAST["modality"], "lasso": {"criterion": "cindex"}}}
+FORCE_SELECTION = merge_settings(FAST, {"modality": {"lasso": {"criterion": "cindex"}}})
 
 
 def permuted(outcomes: pd.DataFrame, seed: int) -> pd.DataFrame:
@@ -34,9 +38,6 @@ def recovery_run(dev: dict[str, pd.DataFrame], dev_outcomes: pd.DataFrame, ext: 
                  ext_outcomes: pd.DataFrame, ext_lp: pd.Series, config: FitConfig) -> dict[str, float]:
     """External C-index of each modality and of late fusion, the development CV fusion C and the
     external oracle C (of ``ext_lp``). Tables are indexed by patient_id."""
-    from gistrisk.survival.train import fit_multimodal
-    from gistrisk.survival.validate import validate
-
     lp = ext_lp.reindex(ext_outcomes.index)
     oracle = float(harrell_c(ext_outcomes["time"], ext_outcomes["event"], lp))
     try:
@@ -58,8 +59,6 @@ def recovery_run(dev: dict[str, pd.DataFrame], dev_outcomes: pd.DataFrame, ext: 
 def twin_replicate(seed: int, *, n_dev: int = 300, n_ext: int = 300, permute: bool = False,
                    config: FitConfig | None = None) -> dict[str, float]:
     """One replicate on the table-level twin (:func:`gistrisk.simulate.feature_tables.simulate_tables`)."""
-    from gistrisk.simulate.feature_tables import simulate_tables
-
     d = simulate_tables(n_dev, n_ext, seed)
     dev, ext = d["development"], d["external"]
     y = permuted(dev["outcomes"], seed) if permute else dev["outcomes"]
@@ -71,8 +70,6 @@ def image_study(study_dir: str | Path, *, permute_seed: int | None = None,
                 config: FitConfig | None = None) -> dict[str, float]:
     """Refit and validate from the feature tables of a ``gistrisk demo`` folder (``features/``,
     ``cohort/{development,external}/``), optionally with permuted development outcomes."""
-    from gistrisk.tables import load_features, load_outcomes
-
     root = Path(study_dir)
 
     def tables(cohort: str) -> dict[str, pd.DataFrame]:

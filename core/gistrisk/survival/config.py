@@ -1,9 +1,15 @@
-"""Fit configuration: dataclasses with validated fields, loaded from YAML (defaults follow the paper)."""
+"""Fit configuration: dataclasses with validated fields, loaded from YAML (defaults follow the paper).
+
+The dataclass defaults below (with :data:`MODALITY_DEFAULTS`) are THE defaults: ``FitConfig()`` and
+``gistrisk fit`` without ``--config`` fit the same model. ``configs/fit_default.yaml`` is their
+commented copy for users to start from; a test keeps it equal to them.
+"""
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +19,11 @@ import yaml
 
 from gistrisk.errors import InputError
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "fit_default.yaml"
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+#: the commented copy of the defaults (kept equal to the dataclasses by a test)
+DEFAULT_CONFIG = CONFIGS / "fit_default.yaml"
+#: small, quick settings (fewer folds, trees, penalties and resamples) for tests and replicate studies
+FAST_CONFIG = CONFIGS / "fit_fast.yaml"
 
 
 @dataclass
@@ -61,7 +71,8 @@ class StepwiseConfig:
 
 @dataclass
 class CoxConfig:
-    penalizer: float = 0.0
+    #: ridge penalty 0.5 * penalizer * |beta|^2 on the z-scored features (see fit_default.yaml)
+    penalizer: float = 0.1
 
 
 @dataclass
@@ -83,6 +94,13 @@ class ModalityConfig:
     selection: str = "paper"
 
 
+#: where a modality's defaults depart from ``FitConfig.modality`` (applied on top of it)
+MODALITY_DEFAULTS: dict[str, dict[str, Any]] = {
+    "clinical": {"preprocess": {"log_skewed": 1.0}},
+    "pathology": {"preprocess": {"pca_components": 32}, "cluster": {"enabled": True}},
+}
+
+
 @dataclass
 class FusionConfig:
     oof_folds: int = 5
@@ -97,14 +115,19 @@ class FitConfig:
     n_jobs: int = 1
     bootstrap: int = 500
     modality: ModalityConfig = field(default_factory=ModalityConfig)
-    modalities: dict[str, ModalityConfig] = field(default_factory=dict)
+    #: per-modality configs; None: :data:`MODALITY_DEFAULTS` applied on top of ``modality``
+    modalities: dict[str, ModalityConfig] | None = None
     fusion: FusionConfig = field(default_factory=FusionConfig)
     horizons: list[float] = field(default_factory=lambda: [12.0, 36.0, 60.0])
     #: treatment variables of the clinical dictionary (adjuvant TKI): exclude | include
     treatment: str = "exclude"
 
+    def __post_init__(self) -> None:
+        if self.modalities is None:
+            self.modalities = per_modality(self.modality, MODALITY_DEFAULTS)
+
     def for_modality(self, name: str) -> ModalityConfig:
-        return self.modalities.get(name, self.modality)
+        return (self.modalities or {}).get(name, self.modality)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -134,30 +157,41 @@ _SECTIONS = {
 }
 
 
-def _merge(base: dict, over: dict) -> dict:
+def merge_settings(base: dict, over: dict) -> dict:
+    """``base`` updated by ``over``, nested mappings merged key by key (a copy)."""
     out = copy.deepcopy(base)
     for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        out[k] = merge_settings(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
 
 
+def fast_overrides() -> dict[str, Any]:
+    """The settings of :data:`FAST_CONFIG`, as ``overrides`` for :func:`load_config` (a fresh copy)."""
+    return yaml.safe_load(FAST_CONFIG.read_text(encoding="utf-8"))
+
+
+def per_modality(base: ModalityConfig, changes: dict[str, Any]) -> dict[str, ModalityConfig]:
+    """One config per modality: ``base`` updated by that modality's changes (None: none)."""
+    return {m: _build(ModalityConfig, merge_settings(dataclasses.asdict(base), c or {}), f"modalities.{m}")
+            for m, c in changes.items()}
+
+
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> FitConfig:
-    """Defaults from ``fit_default.yaml``, updated by the user's YAML and ``overrides``; validated."""
-    data = yaml.safe_load(DEFAULT_CONFIG.read_text()) or {}
+    """The defaults (the dataclasses), updated by the user's YAML and ``overrides``; validated."""
+    data: dict[str, Any] = {"modalities": copy.deepcopy(MODALITY_DEFAULTS)}
     if path is not None:
         try:
             user = yaml.safe_load(Path(path).read_text()) or {}
         except (OSError, yaml.YAMLError) as e:
             raise InputError(f"cannot read config: {e}", file=str(path)) from e
-        data = _merge(data, user)
+        data = merge_settings(data, user)
     if overrides:
-        data = _merge(data, overrides)
+        data = merge_settings(data, overrides)
     per_mod = data.pop("modalities", {}) or {}
     cfg = _build(FitConfig, data, "fit")
-    base = dataclasses.asdict(cfg.modality)
-    cfg.modalities = {m: _build(ModalityConfig, _merge(base, o or {}), f"modalities.{m}") for m, o in per_mod.items()}
+    cfg.modalities = mods = per_modality(cfg.modality, per_mod)
     where = Path(path).resolve().parent if path is not None else Path.cwd()
-    for m in [cfg.modality, *cfg.modalities.values()]:
+    for m in [cfg.modality, *mods.values()]:
         if isinstance(m.preprocess.keep_features, str):
             m.preprocess.keep_features = read_feature_list(where / m.preprocess.keep_features)
     _validate(cfg)
@@ -173,8 +207,6 @@ def read_feature_list(path: str | Path) -> list[str]:
     except OSError as e:
         raise InputError(f"cannot read the feature list: {e}", file=str(path)) from e
     if path.suffix.lower() == ".json":
-        import json
-
         try:
             names = json.loads(text)["kept"]
         except (ValueError, KeyError, TypeError) as e:
@@ -218,7 +250,7 @@ def _choice(value: Any, allowed: tuple[str, ...], where: str) -> None:
 
 
 def _validate(cfg: FitConfig) -> None:
-    for name, m in [("modality", cfg.modality), *cfg.modalities.items()]:
+    for name, m in [("modality", cfg.modality), *(cfg.modalities or {}).items()]:
         if m.stepwise.direction not in ("forward", "backward", "both"):
             raise InputError(f"{name}.stepwise.direction must be forward, backward or both")
         if m.stepwise.criterion not in ("aic", "p"):

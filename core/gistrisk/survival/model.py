@@ -41,11 +41,16 @@ class MultimodalRiskModel:
     group_curves_ : dict                 training Kaplan-Meier curves of the low/high risk groups
     cv_metrics_ : dict                   cross-validated development metrics
     info_ : dict                         provenance, config, cohort summary
+    oof_scores_ : DataFrame or None      out-of-fold unimodal scores of the development cohort (index
+                                         patient_id, one column per fitted modality, NaN = no table); the
+                                         fusion Cox was fitted on them and the nomogram's axes follow them.
+                                         None for a bundle written before they travelled in it
     """
 
     def __init__(self, pipelines: dict[str, ModalityPipeline], fusion: dict[str, FusionCox],
                  early_fusion: dict[str, Any] | None = None, clinical_schema: list[dict] | None = None,
-                 group_curves: dict | None = None, cv_metrics: dict | None = None, info: dict | None = None):
+                 group_curves: dict | None = None, cv_metrics: dict | None = None, info: dict | None = None,
+                 oof_scores: pd.DataFrame | None = None):
         self.pipelines_ = pipelines
         self.modalities_ = sorted(pipelines)
         self.fusion_ = fusion
@@ -54,6 +59,7 @@ class MultimodalRiskModel:
         self.group_curves_ = group_curves or {}
         self.cv_metrics_ = cv_metrics or {}
         self.info_ = info or {}
+        self.oof_scores_ = oof_scores
         self.input_columns_ = {m: p.preprocessor_.numeric_ + p.preprocessor_.categorical_ for m, p in pipelines.items()}
 
     # ---- prediction -------------------------------------------------------------------------------------
@@ -195,7 +201,17 @@ class MultimodalRiskModel:
             "main_fusion": subset_key(self.modalities_),
             "early_fusion": self.early_fusion_, "clinical_schema": self.clinical_schema_,
             "group_curves": self.group_curves_, "cv_metrics": self.cv_metrics_, "info": self.info_,
+            "oof_scores": oof_to_dict(self.oof_scores_),
         }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "MultimodalRiskModel":
+        """The model of a bundle dictionary (:meth:`to_dict`), its structure checked (ValueError, KeyError)."""
+        check_bundle(d)
+        return cls({m: ModalityPipeline.from_dict(p) for m, p in d["pipelines"].items()},
+                   {k: FusionCox.from_dict(f) for k, f in d["fusion"].items()},
+                   d.get("early_fusion"), d.get("clinical_schema"), d.get("group_curves"), d.get("cv_metrics"),
+                   d.get("info"), oof_from_dict(d.get("oof_scores")))
 
     def save(self, directory: str | Path) -> Path:
         """Write ``model.json``; a model holding NaN or infinity is refused, never written."""
@@ -231,19 +247,38 @@ class MultimodalRiskModel:
             raise BundleError(f"{path}: model schema version {v!r} is newer than this gistrisk reads "
                               f"({SCHEMA_VERSION}); upgrade gistrisk")
         try:
-            check_bundle(d)
-            pipes = {m: ModalityPipeline.from_dict(p) for m, p in d["pipelines"].items()}
-            fusion = {k: FusionCox.from_dict(f) for k, f in d["fusion"].items()}
+            model = cls.from_dict(d)
         except (KeyError, TypeError, ValueError, IndexError) as e:
             raise BundleError(f"{path}: model bundle is incomplete or corrupt ({type(e).__name__}: {e})") from e
-        model = cls(pipes, fusion, d.get("early_fusion"), d.get("clinical_schema"), d.get("group_curves"),
-                    d.get("cv_metrics"), d.get("info"))
         model.source_ = str(path)
         return model
 
     @property
     def main_fusion(self) -> FusionCox:
         return self.fusion_[subset_key(self.modalities_)]
+
+
+def oof_to_dict(oof: pd.DataFrame | None) -> dict[str, Any] | None:
+    """Out-of-fold scores as JSON: ``{"patient_id": [...], "scores": {modality: [score or None]}}``."""
+    if oof is None:
+        return None
+    return {"patient_id": [str(i) for i in oof.index],
+            "scores": {str(m): [None if not np.isfinite(v) else float(v) for v in oof[m].to_numpy(float)]
+                       for m in oof.columns}}
+
+
+def oof_from_dict(d: dict[str, Any] | None) -> pd.DataFrame | None:
+    """Inverse of :func:`oof_to_dict` (None stays None); ValueError when the columns' lengths differ."""
+    if d is None:
+        return None
+    if not isinstance(d, dict) or not isinstance(d.get("scores"), dict) or not isinstance(d.get("patient_id"), list):
+        raise ValueError("oof_scores must hold a patient_id list and a scores mapping")
+    ids = [str(i) for i in d["patient_id"]]
+    bad = [m for m, v in d["scores"].items() if len(v) != len(ids)]
+    if bad:
+        raise ValueError(f"oof_scores of {bad} do not have one value per patient ({len(ids)})")
+    return pd.DataFrame({m: np.array([np.nan if v is None else v for v in vals], float)
+                         for m, vals in d["scores"].items()}, index=pd.Index(ids, name=ID))
 
 
 def _refuse_constant(name: str):

@@ -1,6 +1,11 @@
 """Synthetic feature tables with a known Cox signal, for tests and benchmarks of the survival core.
 
-(The full simulated cohort with images and slides is ``gistrisk.simulate``; this makes tables only.)
+Why a third generator: this one is generic and exact. Any number of plain numeric features per
+modality, the first ``n_signal`` of each carrying a chosen log hazard ratio under a Cox model, so a
+test can check a fitted coefficient or a C-index against the truth in a second. The other two are
+realistic instead: ``gistrisk.simulate`` (and its table-level twin ``simulate.feature_tables``)
+draws GIST patients, hospital clinical tables, CT and slides, for signal recovery and the demo;
+``tests/slicer/demo_cohort.py`` makes a cohort with the Slicer module's real radiomics column names.
 """
 
 from __future__ import annotations

@@ -147,10 +147,8 @@ def fit_multimodal(tables: dict[str, pd.DataFrame], outcomes: pd.DataFrame, conf
     info["no_signal"] = no_signal
     info["treatment"] = treatment
     info["model_card"] = model_card(final, data, outcomes, mods)
-    model = MultimodalRiskModel(final, fusion, early, schema, {**km["curves"], "logrank_p": km["logrank_p"],
-                                                               "cross_validated": True}, cv, info)
-    model.oof_scores_ = oof
-    return model
+    return MultimodalRiskModel(final, fusion, early, schema, {**km["curves"], "logrank_p": km["logrank_p"],
+                                                              "cross_validated": True}, cv, info, oof_scores=oof)
 
 
 def _treatment_columns(tables, config: FitConfig, dictionary: ClinicalDictionary):

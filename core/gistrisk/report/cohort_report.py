@@ -15,7 +15,7 @@ from gistrisk.provenance import package_versions
 from gistrisk.report import plots
 from gistrisk.report.decision_curve import DEFAULT_THRESHOLDS, decision_curve
 from gistrisk.report.methods import deviations, methods_paragraphs
-from gistrisk.report.nomogram import SCORE_NAMES, draw, from_fusion
+from gistrisk.report.nomogram import SCORE_NAMES, axis_scores, draw, from_fusion
 from gistrisk.report.render import Figures, fmt, fmt_p, label, ordered, render
 from gistrisk.report.table_one import CohortInput, first_rows, table_one
 from gistrisk.report.tripod import REFERENCE as TRIPOD_REFERENCE
@@ -202,14 +202,6 @@ def calibration_rows(cal: dict[str, Any]) -> tuple[list[dict[str, str]], list[st
     return rows, notes
 
 
-def _nomogram_scores(model, predictions: pd.DataFrame) -> tuple[np.ndarray, str]:
-    f = model.main_fusion
-    oof = getattr(model, "oof_scores_", None)
-    if oof is not None and set(f.modalities) <= set(oof.columns):
-        return oof[f.modalities].to_numpy(float), "development cohort (out-of-fold scores)"
-    return predictions[[f"score_{m}" for m in f.modalities]].to_numpy(float), "validation cohort"
-
-
 def subset_rows(model) -> list[dict[str, Any]]:
     main = model.main_fusion
     rows = []
@@ -317,7 +309,7 @@ def write_cohort_report(out_html: str | Path, *, model, metrics: dict[str, Any],
         notes["dca"] = "no predicted RFS at 3/5 years for at least 10 patients with outcomes"
 
     # 8 nomogram
-    S, nomo_src = _nomogram_scores(model, pred)
+    S, nomo_src = axis_scores(model, pred)
     nomo = from_fusion(model.main_fusion, S)
     figs.add("nomogram", draw(nomo))
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from gistrisk.errors import InputError
-from gistrisk.simulate.cohort import simulate_cohort
+from gistrisk.simulate.study import simulate_cohort
 from gistrisk.simulate.config import SimulationConfig
 from gistrisk.simulate.outcomes import harrell_c
 from gistrisk.simulate.patients import CLINICAL_COLUMNS, SITES, clinical_table, draw_patients

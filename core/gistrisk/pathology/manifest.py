@@ -1,11 +1,11 @@
-"""Which slides a cohort command runs on: a folder or a manifest; and their cache fingerprints."""
+"""Which slides a pathology run reads: a manifest CSV, a folder of slides, or entries given in Python."""
 
 from __future__ import annotations
 
-import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Sequence
 
 import pandas as pd
 
@@ -13,7 +13,6 @@ from gistrisk.errors import InputError
 
 SLIDE_SUFFIXES = (".svs", ".tif", ".tiff", ".ndpi", ".mrxs", ".scn", ".vms", ".vmu", ".bif", ".svslide",
                   ".dcm")
-_EDGE_BYTES = 4 << 20
 
 
 @dataclass
@@ -79,33 +78,19 @@ def folder_entries(folder: str | Path, mpp: float | None = None,
     return out
 
 
-def slide_fingerprint(path: str | Path) -> str:
-    """Cheap content fingerprint of a (multi-GB) slide: size + sha256 of its first and last 4 MiB.
-
-    Hashing whole slides on every resume would cost minutes per cohort; a replaced, re-scanned or
-    truncated file changes its size or its header/trailer (TIFF directories live there).
-    """
-    p = Path(path)
-    if not p.is_file():
-        return f"missing:{p}"
-    size = p.stat().st_size
-    h = hashlib.sha256(str(size).encode())
-    with open(p, "rb") as f:
-        h.update(f.read(_EDGE_BYTES))
-        if size > _EDGE_BYTES:
-            f.seek(max(_EDGE_BYTES, size - _EDGE_BYTES))
-            h.update(f.read())
-    return h.hexdigest()
-
-
-def failure_rows(failures: list[dict], entries: dict[str, SlideEntry]) -> pd.DataFrame:
-    """Batch failure records -> a table naming patient, slide and the error."""
-    rows = []
-    for f in failures:
-        e = entries.get(f["key"])
-        rows.append({"slide_id": f["key"], "patient_id": e.patient_id if e else None,
-                     "slide": e.slide if e else None, "error_type": f["error_type"], "message": f["message"]})
-    return pd.DataFrame(rows, columns=["slide_id", "patient_id", "slide", "error_type", "message"])
+def slide_entries(slides: str | Path | Sequence[SlideEntry], mpp: float | None = None,
+                  mpp_override: float | None = None) -> list[SlideEntry]:
+    """A manifest CSV, a folder of slides or entries -> entries (copies); ``mpp`` / ``mpp_override`` apply
+    where an entry gives none (as ``--mpp`` / ``--mpp-override`` do for a manifest)."""
+    if isinstance(slides, (str, Path)):
+        entries = folder_entries(slides) if Path(slides).is_dir() else read_manifest(slides)
+    else:
+        entries = list(slides)
+        if not entries:
+            raise InputError("no slides given")
+        _check_unique(entries, "")
+    return [replace(e, mpp=e.mpp if e.mpp is not None else mpp,
+                    mpp_override=e.mpp_override if e.mpp_override is not None else mpp_override) for e in entries]
 
 
 def _mpp_cell(text: str, i: int, column: str, file: str, patient: str) -> float | None:

@@ -1,8 +1,12 @@
-"""A small synthetic development cohort to try the module (and test it) without patient data.
+"""A small synthetic development cohort whose bundle the Slicer module can apply to a real case.
 
-The radiomics columns carry the names the module's radiomics produce, scattered around one real
-case's values; a latent aggressiveness drives two radiomics features, tumour size, mitoses, two
-slide features and the hazard, so every modality has some signal. Not for clinical use.
+Why a third generator (beside ``gistrisk.survival.synthetic`` and ``gistrisk.simulate``): the module
+extracts real PyRadiomics features from the real lung2 CT, so its bundle must be fitted on columns
+with exactly those names and values around that case's, plus clinical columns the Slicer form knows
+(tumour size, mitoses, site, rupture). The other two generators have neither. A latent
+aggressiveness drives two radiomics features, tumour size, mitoses, two slide features and the
+hazard, so every modality has some signal. Test helper (also used by docs/screenshots/render.py
+and benchmarks/slicer_latency.py); not shipped with the extension; not for clinical use.
 """
 
 from __future__ import annotations
@@ -10,11 +14,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import yaml
+
+from gistrisk.survival.config import fast_overrides, merge_settings
 
 RADIOMICS_COLUMNS = ("original_shape_Maximum3DDiameter", "original_glszm_ZoneEntropy", "original_firstorder_Mean",
                      "original_glcm_Contrast", "original_shape_Sphericity",
                      "original_glszm_SmallAreaHighGrayLevelEmphasis")
 N_SLIDE_FEATURES = 6
+#: the shared quick fit settings (configs/fit_fast.yaml), with LASSO by cross-validated C-index: the
+#: demo cohort's radiomics signal is weak (two features, 80 patients), the deviance criterion drops
+#: the modality as carrying no signal, and the module's tests need a three-modality bundle
+DEMO_FIT = merge_settings(fast_overrides(), {"modality": {"lasso": {"criterion": "cindex"}}})
 
 
 def write_demo_cohort(folder: str | Path, features: dict[str, float], n: int = 80, seed: int = 0) -> dict[str, Path]:
@@ -29,8 +41,6 @@ def write_demo_cohort(folder: str | Path, features: dict[str, float], n: int = 8
     -------
     dict modality/outcomes -> CSV path.
     """
-    import pandas as pd
-
     rng = np.random.default_rng(seed)
     ids = [f"D{i:03d}" for i in range(n)]
     agg = rng.normal(size=n)
@@ -62,3 +72,10 @@ def fit_command(gistrisk: str, files: dict[str, Path], bundle: str | Path, confi
     if config:
         cmd += ["--config", str(config)]
     return cmd + ["--out", str(bundle)]
+
+
+def write_fit_config(path: str | Path) -> Path:
+    """Write :data:`DEMO_FIT` as a ``--config`` YAML file; returns its path."""
+    path = Path(path)
+    path.write_text(yaml.safe_dump(DEMO_FIT, sort_keys=False), encoding="utf-8")
+    return path
