@@ -114,7 +114,6 @@ def test_spawn_start_method_gives_the_same_result(lung2_crop, reduced_params: Pa
     par, _, run = parallel.execute(extractor, image, mask, 1, workers=2, start_method="spawn")
     _same_raw(par, seq)
     assert run.start_method == "spawn"
-    assert all("took no unit" in n for n in run.notes)  # a spawned child may still be importing when all is done
 
 
 def test_progress_is_logged_for_every_image(lung2_crop, reduced_params: Path) -> None:
