@@ -133,7 +133,9 @@ def extract_case(image: sitk.Image, mask: sitk.Image, params: str | Path | None 
         if k.startswith("diagnostics_"):
             diagnostics[k] = _jsonable(v)
         else:
-            features[k] = float(v)
+            # a few features come through eigenvalues numpy may return as complex (zero imaginary part):
+            # the real part, as float() took it before numpy 2.5 began to warn
+            features[k] = float(np.real(v))
     g = geometry(image)
     diagnostics.update({
         "gistrisk_patient_id": patient_id,
