@@ -14,13 +14,15 @@ Measured per case, each side by side with its peer in the same repeat:
   top-level command's start-up adds;
 * in a process (what the Slicer module's Apply calls): ``extract_case(..., workers=W)`` vs
   ``RadiomicsFeatureExtractor(params).execute``, timed inside a fresh process around the extraction
-  only: first call (cold: PyRadiomics' lazy imports included) and second call (warm: a later Apply).
+  only: first call (cold: PyRadiomics' lazy imports included), and later calls (warm: a later Apply),
+  both tools warmed up in one process and timed back to back ``--pairs`` times.
 
 Peak memory: largest resident set of one process of the run, and the largest total over the process tree
 at one instant as RSS (counts pages a forked child shares with its parent twice) and as PSS (shared pages
 split between the processes sharing them: the memory the run really holds). A control measures what
-2 processes gain over 1 on pure CPU work at that moment (2.0 on two idle cores; other jobs share this
-machine). Features are checked: gistrisk with W workers equals gistrisk sequential bit for bit, and
+2 processes gain over 1 on pure CPU work (2.0 on two idle cores; other jobs share this machine) at each
+repeat's start and before and after each case; ratios are also given over the cases where it stayed
+>= 1.8x. Features are checked: gistrisk with W workers equals gistrisk sequential bit for bit, and
 PyRadiomics' CSV to its printed precision.
 
     .venv/bin/python benchmarks/radiomics_one_case.py --repeats 3
@@ -146,9 +148,9 @@ def write_simulated(size_cm: float, folder: Path, seed: int = 7) -> tuple[Path, 
 
 
 def inproc(tool: str, image: str, mask: str, params: str, workers: int, pairs: int) -> None:
-    """Inside a fresh process: read the files, then extract. ``ours``/``peer``: twice (cold, warm), printing
+    """Inside a fresh process, read the files, then extract. ``ours``/``peer``: twice (cold, warm), printing
     seconds as JSON. ``alternate``: both warmed up, then ``pairs`` times PyRadiomics then gistrisk back to
-    back (the least exposed to load changes)."""
+    back (the least exposed to load changes). Imports are here: a measured process loads only what it runs."""
     import logging
 
     import radiomics

@@ -105,3 +105,10 @@ def test_included_treatment_is_stated(fitted):
 @pytest.mark.parametrize("value", [None, {}, {"parameters": None}])
 def test_missing_settings_do_not_break(value):
     assert deviations(value or {}) == []
+
+
+def test_the_radiomics_parameter_file_is_named_with_its_hash():
+    info = {"parameters": {}, "extraction": {"radiomics": {"pyradiomics": "3.1.4", "params_file": "gist_ct_paper.yaml",
+                                                           "params_sha256": "ab" * 32}}}
+    text = " ".join(methods_paragraphs(info))
+    assert f"PyRadiomics 3.1.4 and the parameter file gist_ct_paper.yaml (SHA-256 {'ab' * 32})" in text

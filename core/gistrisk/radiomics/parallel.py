@@ -30,9 +30,10 @@ import pickle
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait
-from typing import Any, Callable
+from typing import Any
 
 import radiomics
 import SimpleITK as sitk

@@ -16,8 +16,8 @@ def extract_single(image: Path, mask: Path, out: Path, *, label: int | None = No
     """
     from gistrisk.atomic import write_json, write_table
     from gistrisk.errors import InputError
-    from gistrisk.provenance import file_sha256, package_versions, provenance
     from gistrisk.paths import sidecar
+    from gistrisk.provenance import file_sha256, package_versions, provenance
     from gistrisk.radiomics.extract import extract_files
     from gistrisk.radiomics.params import resolve_params
 

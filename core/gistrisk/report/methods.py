@@ -311,6 +311,11 @@ def methods_paragraphs(info: dict[str, Any], *, bootstrap: int | None = None, va
     versions = info.get("versions") or {}
     soft = ", ".join(f"{k} {v}" for k, v in versions.items())
     paras.append(f"{seeds} Software: {soft}." if soft else seeds)
+    rad = (info.get("extraction") or {}).get("radiomics")
+    if rad:
+        paras.append(f"Radiomics features were extracted with PyRadiomics {rad.get('pyradiomics')} and the parameter "
+                     f"file {rad.get('params_file')} (SHA-256 {rad.get('params_sha256')}); predictions and "
+                     "validations refuse feature tables extracted otherwise.")
     hashes = {**find_hashes({k: v for k, v in info.items() if k != "versions"}), **(extra_hashes or {})}
     if hashes:
         paras.append("File hashes (SHA-256): " + "; ".join(f"{k}: {v}" for k, v in hashes.items()) + ".")
