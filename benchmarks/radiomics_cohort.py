@@ -33,6 +33,8 @@ from pathlib import Path
 
 import psutil
 
+from _control import parallel_headroom
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("GISTRISK_SHARED_DATA", REPO.parent / "shared" / "data"))
 
@@ -85,29 +87,6 @@ def timed(cmd: list[str], tool: str, jobs: int, cwd: Path) -> Run:
     return Run(tool, jobs, dt, cpu, mem["worker"], mem["total"])
 
 
-def _spin(n: int) -> int:
-    """Pure CPU work (no memory traffic, no threads): the control for what 2 processes can gain now."""
-    acc = 0
-    for i in range(n):
-        acc = (acc + i * i) % 1_000_003
-    return acc
-
-
-def parallel_headroom(n: int = 6_000_000) -> float:
-    """Speed-up of 2 processes over 1 on the same total pure-CPU work, measured now (2.0 = two idle cores)."""
-    import multiprocessing as mp
-
-    t0 = time.perf_counter()
-    _spin(n)
-    _spin(n)
-    seq = time.perf_counter() - t0
-    with mp.get_context("fork").Pool(2) as pool:
-        t0 = time.perf_counter()
-        pool.map(_spin, [n, n])
-        par = time.perf_counter() - t0
-    return seq / par
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cases", type=int, default=6, help="lung2 repeated this many times")
@@ -146,7 +125,7 @@ def main() -> None:
         runs: list[Run] = []
         headroom: list[float] = []
         for r in range(args.repeats):
-            headroom.append(parallel_headroom())
+            headroom.append(parallel_headroom(6_000_000))
             print(f"repeat {r + 1} control: 2 processes vs 1 on pure CPU work: {headroom[-1]:.2f}x", flush=True)
             for jobs in (1, 2):
                 for tool, cmd in (("gistrisk", ours), ("pyradiomics", peer)):

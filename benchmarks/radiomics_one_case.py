@@ -48,6 +48,8 @@ import numpy as np
 import pandas as pd
 import psutil
 
+from _control import parallel_headroom
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("GISTRISK_SHARED_DATA", REPO.parent / "shared" / "data"))
 PARAMS = REPO / "core/gistrisk/radiomics/params/gist_ct_paper.yaml"
@@ -102,28 +104,6 @@ def timed(cmd: list[str], case: str, tool: str) -> Run:
         raise SystemExit(f"{tool} on {case} failed ({proc.returncode}):\n{err[-3000:]}")
     inner = json.loads(out.strip().splitlines()[-1]) if tool.startswith("inproc") else {}
     return Run(case, tool, dt, mem["one"], mem["rss"], mem["pss"], inner)
-
-
-def _spin(n: int) -> int:
-    acc = 0
-    for i in range(n):
-        acc = (acc + i * i) % 1_000_003
-    return acc
-
-
-def parallel_headroom(n: int = 3_000_000) -> float:
-    """Speed-up of 2 processes over 1 on the same pure-CPU work, now (2.0 = two idle cores)."""
-    import multiprocessing as mp
-
-    t0 = time.perf_counter()
-    _spin(n)
-    _spin(n)
-    seq = time.perf_counter() - t0
-    with mp.get_context("fork" if sys.platform.startswith("linux") else "spawn").Pool(2) as pool:
-        t0 = time.perf_counter()
-        pool.map(_spin, [n, n])
-        par = time.perf_counter() - t0
-    return seq / par
 
 
 def write_simulated(size_cm: float, folder: Path, seed: int = 7) -> tuple[Path, Path, dict]:
@@ -239,10 +219,10 @@ def main() -> None:
         runs: list[Run] = []
         headroom: list[float] = []
         for r in range(args.repeats):
-            headroom.append(parallel_headroom())
+            headroom.append(parallel_headroom(3_000_000))
             print(f"repeat {r + 1}: control, 2 processes vs 1 on pure CPU work: {headroom[-1]:.2f}x", flush=True)
             for case in cases:
-                before, block = parallel_headroom(), []
+                before, block = parallel_headroom(3_000_000), []
                 for tool, cmd in commands(case, r).items():
                     run = timed(cmd, case, tool)
                     runs.append(run)
@@ -256,7 +236,7 @@ def main() -> None:
                     print(f"  {case:18s} {tool:38s} {run.seconds:6.2f} s{extra}, peak process "
                           f"{run.peak_process_mb:.0f} MB, tree RSS {run.peak_rss_mb:.0f} MB / PSS "
                           f"{run.peak_pss_mb:.0f} MB", flush=True)
-                control = min(before, parallel_headroom())
+                control = min(before, parallel_headroom(3_000_000))
                 for run in block:
                     run.control = control
                 print(f"  {case:18s} control before/after these runs: {control:.2f}x (the lower)", flush=True)

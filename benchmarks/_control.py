@@ -1,0 +1,29 @@
+"""The control the side-by-side benchmarks measure with each run: how much 2 processes can gain now
+on this machine (2.0 on two idle cores, less when other jobs share them)."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import sys
+import time
+
+
+def _spin(n: int) -> int:
+    """Pure CPU work (no memory traffic, no threads)."""
+    acc = 0
+    for i in range(n):
+        acc = (acc + i * i) % 1_000_003
+    return acc
+
+
+def parallel_headroom(n: int) -> float:
+    """Speed-up of 2 processes over 1 on the same total pure-CPU work, measured now."""
+    t0 = time.perf_counter()
+    _spin(n)
+    _spin(n)
+    seq = time.perf_counter() - t0
+    with mp.get_context("fork" if sys.platform.startswith("linux") else "spawn").Pool(2) as pool:
+        t0 = time.perf_counter()
+        pool.map(_spin, [n, n])
+        par = time.perf_counter() - t0
+    return seq / par
