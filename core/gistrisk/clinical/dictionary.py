@@ -305,8 +305,7 @@ class ClinicalDictionary:
             cells = df[col]
             if var.kind == "numeric":
                 vals = [self.number(var, v, file=source, patient=pid, column=str(col)) for pid, v in cells.items()]
-                conv = sum(isinstance(v, str) and bool(_NUMBER.match(v)) and bool(_NUMBER.match(v).group(2))
-                           for v in cells)
+                conv = sum(bool(m and m.group(2)) for m in (_NUMBER.match(v) for v in cells if isinstance(v, str)))
                 if conv:
                     report["converted_units"][str(col)] = int(conv)
                 out[col] = pd.Series(vals, index=df.index, dtype=float)

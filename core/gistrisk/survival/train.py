@@ -124,19 +124,19 @@ def fit_multimodal(tables: dict[str, pd.DataFrame], outcomes: pd.DataFrame, conf
         raise InputError(f"too few patients with all modalities {mods} to fit the late-fusion Cox")
 
     cv, cv_groups = cv_metrics(oof, outcomes, folds, mods, config, data, pipes)
-    cv["selection_comparison"] = selection_comparison(data, outcomes, folds, config, pipes)
+    cv["selection_comparison"] = selection_comparison(data, oof, config, pipes)
     early = fit_early_fusion(final, data, outcomes, config) if config.fusion.early_fusion and len(mods) > 1 else None
+    S = oof[mods].dropna()  # the patients with every modality: the fusion Cox's training rows
     cv["proportional_hazards"] = {
         **{m: ph_test(final[m].preprocessor_.transform(data[m][0]).to_numpy(float), data[m][1], data[m][2],
                       final[m].selected_, config.for_modality(m).cox.penalizer) for m in mods},
-        "fusion": ph_test(oof[mods].dropna().to_numpy(float), outcomes.loc[oof[mods].dropna().index, "time"],
-                          outcomes.loc[oof[mods].dropna().index, "event"], mods, config.fusion.penalizer)}
+        "fusion": ph_test(S.to_numpy(float), outcomes.loc[S.index, "time"], outcomes.loc[S.index, "event"], mods,
+                          config.fusion.penalizer)}
 
     # risk groups of the training cohort for context curves: cross-validated (fusion weights and
     # cut-off from the other folds), so their log-rank p is an honest development figure
     km = km_logrank(outcomes.loc[cv_groups.index, "time"], outcomes.loc[cv_groups.index, "event"], cv_groups.to_numpy())
     schema = clinical_schema(tables["clinical"], final["clinical"], dictionary) if "clinical" in final else []
-    S = oof[mods].dropna()
     info = provenance(config.to_dict(), cohort={
         "n_outcomes": int(len(outcomes)), "events": int(outcomes["event"].sum()),
         "median_follow_up_months": float(outcomes["time"].median()),
@@ -281,25 +281,22 @@ def cv_metrics(oof, outcomes, folds, mods, config: FitConfig, data, pipes) -> di
     return out, groups
 
 
-def selection_comparison(data, outcomes, folds, config: FitConfig, pipes) -> dict[str, Any]:
+def selection_comparison(data, oof: pd.DataFrame, config: FitConfig, pipes) -> dict[str, Any]:
     """Out-of-fold C of each modality under the other selection (paper chain vs cross-validated
-    Coxnet), in the same folds, beside the configured one: what the paper's chain costs or gains."""
+    Coxnet), in the same folds, beside the configured one (its out-of-fold scores ``oof``): what the
+    paper's chain costs or gains."""
     out: dict[str, Any] = {}
-    K = config.fusion.oof_folds
     for m, (X, t, e, f) in data.items():
         cfg = config.for_modality(m)
-        if not hasattr(cfg, "selection"):
-            return {}
         alt = "coxnet" if cfg.selection == "paper" else "paper"
         alt_cfg = dataclasses.replace(cfg, selection=alt)
-        scores = {cfg.selection: pd.Series(np.nan, index=X.index), alt: pd.Series(np.nan, index=X.index)}
-        for k in range(K):
+        scores = {cfg.selection: oof.loc[X.index, m], alt: pd.Series(np.nan, index=X.index)}
+        for k in range(config.fusion.oof_folds):
             tr, te = f != k, f == k
             if (m, k) not in pipes or not te.any():
                 continue
             Xtr = X[tr]
             Xtr.attrs["source"] = X.attrs.get("source")
-            scores[cfg.selection][te] = pipes[(m, k)].score(X[te])
             scores[alt][te] = _fit_one(m, alt_cfg, config.seed + k, Xtr, t[tr], e[tr]).score(X[te])
         res = {}
         for name, sc in scores.items():
