@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
-
 from _control import parallel_headroom
 
 REPO = Path(__file__).resolve().parents[1]

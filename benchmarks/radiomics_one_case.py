@@ -47,7 +47,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import psutil
-
 from _control import parallel_headroom
 
 REPO = Path(__file__).resolve().parents[1]

@@ -51,11 +51,12 @@ def main() -> None:
     import slicer_app_shim
 
     slicer_app_shim.install()
+    from demo_cohort import fit_command, write_demo_cohort, write_fit_config
+    from slicer_app_shim import new_scene
+
     import SlicerGISTRisk
     from gistrisk.radiomics.params import resolve_params
     from SlicerGISTRiskLib import mrml_convert as mc
-    from demo_cohort import fit_command, write_demo_cohort, write_fit_config
-    from slicer_app_shim import new_scene
     from SlicerGISTRiskLib.workflow import CaseInputs
 
     image, mask = Path(args.data) / "ct" / "lung2_image.nrrd", Path(args.data) / "ct" / "lung2_label.nrrd"

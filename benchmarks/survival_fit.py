@@ -27,10 +27,10 @@ def plain_pipeline(X: pd.DataFrame, time_, event, cfg, seed):
     from lifelines import CoxPHFitter
     from sklearn.inspection import permutation_importance
     from sklearn.model_selection import StratifiedKFold
-    from sksurv.metrics import concordance_index_censored
     from sklearn.preprocessing import StandardScaler
     from sksurv.ensemble import RandomSurvivalForest
     from sksurv.linear_model import CoxnetSurvivalAnalysis
+    from sksurv.metrics import concordance_index_censored
     from sksurv.util import Surv
 
     warnings.simplefilter("ignore")
@@ -79,7 +79,7 @@ def run_plain(tables, outcomes, cfg, jobs):
 
     folds = assign_folds(outcomes, cfg.fusion.oof_folds, cfg.seed)
     tasks = []
-    for m, X in tables.items():
+    for _m, X in tables.items():
         t, e = outcomes["time"].to_numpy(), outcomes["event"].to_numpy()
         for k in range(cfg.fusion.oof_folds):
             tr = (folds != k).to_numpy()

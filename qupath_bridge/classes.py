@@ -6,7 +6,7 @@ import dataclasses
 import difflib
 import warnings
 from collections import Counter
-from typing import Sequence
+from collections.abc import Sequence
 
 from qupath_bridge.annotation import Annotation
 from qupath_bridge.errors import QuPathInputError

@@ -16,8 +16,9 @@ import gzip
 import json
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from qupath_bridge.annotation import Annotation
 from qupath_bridge.bounds import BoundsProblem, check_bounds

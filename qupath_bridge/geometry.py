@@ -9,8 +9,7 @@ from typing import Any
 
 import numpy as np
 import shapely
-from shapely.geometry import (GeometryCollection, LineString, MultiLineString, MultiPoint, MultiPolygon,
-                              Point, Polygon)
+from shapely.geometry import GeometryCollection, LineString, MultiLineString, MultiPoint, MultiPolygon, Point, Polygon
 from shapely.geometry.base import BaseGeometry
 from shapely.validation import explain_validity
 

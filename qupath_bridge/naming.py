@@ -9,8 +9,8 @@ sides, never overwritten.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 # The same two regular expressions as `baseNameOf = { ... name.replaceAll(...).replaceAll(...) }` in
 # groovy/export_annotations_geojson.groovy and groovy/import_tile_predictions.groovy (tests check).

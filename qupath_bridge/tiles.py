@@ -12,7 +12,8 @@ import json
 import os
 import uuid
 import warnings
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd

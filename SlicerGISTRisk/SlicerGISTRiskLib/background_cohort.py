@@ -12,9 +12,10 @@ import re
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from gistrisk.errors import InputError
 
@@ -146,7 +147,7 @@ class SubprocessRunner:
         self._reader: threading.Thread | None = None
         self._parser = ProgressParser()
 
-    def start(self) -> "SubprocessRunner":
+    def start(self) -> SubprocessRunner:
         env = {**os.environ, **(self.env or {}), "PYTHONUNBUFFERED": "1"}
         self._proc = subprocess.Popen(self.command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                       text=True, bufsize=1, env=env, cwd=self.cwd)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from gistrisk.clinical.dictionary import UNKNOWN, Variable, default_dictionary
 from gistrisk.errors import InputError
@@ -178,7 +179,7 @@ def parse_values(fields: list[ClinicalField], values: Mapping[str, Any], patient
     return {f.name: parse_value(f, values.get(f.name), patient, warnings) for f in fields}
 
 
-def clinical_row(fields: list[ClinicalField], parsed: Mapping[str, Any], patient: str) -> "Any":
+def clinical_row(fields: list[ClinicalField], parsed: Mapping[str, Any], patient: str) -> Any:
     """The one-row clinical table for the model: ``patient_id`` + the schema's columns, shape (1, 1 + n)."""
     import pandas as pd
 

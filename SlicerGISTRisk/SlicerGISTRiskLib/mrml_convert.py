@@ -47,7 +47,7 @@ def voxel_array(image_data: Any) -> np.ndarray:
     return numpy_support.vtk_to_numpy(scalars).reshape(dims[::-1])
 
 
-def volume_to_sitk(volume_node: Any) -> "sitk.Image":
+def volume_to_sitk(volume_node: Any) -> sitk.Image:
     """Copy a scalar volume node into a SimpleITK image in LPS physical space.
 
     Returns
@@ -69,7 +69,7 @@ def volume_to_sitk(volume_node: Any) -> "sitk.Image":
     return image
 
 
-def _set_geometry(image: "sitk.Image", matrix: np.ndarray) -> None:
+def _set_geometry(image: sitk.Image, matrix: np.ndarray) -> None:
     lps = _RAS_TO_LPS @ matrix[:3, :]
     spacing = np.linalg.norm(lps[:, :3], axis=0)
     image.SetSpacing([float(s) for s in spacing])
@@ -83,7 +83,7 @@ def segment_ids(segmentation_node: Any) -> list[str]:
     return [seg.GetNthSegmentID(i) for i in range(seg.GetNumberOfSegments())]
 
 
-def segment_to_sitk(segmentation_node: Any, segment_id: str, reference_volume: Any) -> "sitk.Image":
+def segment_to_sitk(segmentation_node: Any, segment_id: str, reference_volume: Any) -> sitk.Image:
     """Rasterise one segment on the reference volume's grid, as a 0/1 uint8 SimpleITK image.
 
     Raises
@@ -244,7 +244,7 @@ def labelmap_file_to_segmentation(scene: Any, path: str | Path, reference_volume
     return seg
 
 
-def dataframe_to_table_node(df: "pd.DataFrame", table_node: Any) -> Any:
+def dataframe_to_table_node(df: pd.DataFrame, table_node: Any) -> Any:
     """Replace the content of a table node with a DataFrame (numbers as double, others as text)."""
     import pandas as pd
     import vtk
@@ -267,7 +267,7 @@ def dataframe_to_table_node(df: "pd.DataFrame", table_node: Any) -> Any:
     return table_node
 
 
-def table_node_to_dataframe(table_node: Any) -> "pd.DataFrame":
+def table_node_to_dataframe(table_node: Any) -> pd.DataFrame:
     """The content of a table node as a DataFrame (numeric columns as float, others as str)."""
     import pandas as pd
 
@@ -283,7 +283,7 @@ def table_node_to_dataframe(table_node: Any) -> "pd.DataFrame":
     return pd.DataFrame(data)
 
 
-def largest_diameter_mm(mask: "sitk.Image") -> float:
+def largest_diameter_mm(mask: sitk.Image) -> float:
     """Largest 3D diameter (Feret) of a binary mask in millimetres.
 
     The maximum distance between voxel centres on the convex hull of the

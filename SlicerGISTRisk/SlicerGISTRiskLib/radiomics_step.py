@@ -9,9 +9,10 @@ at the next log record by raising :class:`Cancelled` out of the extraction.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ProgressCallback = Callable[[float, str], None]
 

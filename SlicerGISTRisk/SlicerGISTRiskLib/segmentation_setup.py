@@ -9,8 +9,9 @@ portal-venous soft-tissue HU range. The radiologist corrects the draft.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -8,17 +8,25 @@ chart. Both take nodes, never ``slicer.mrmlScene``, so they run headless.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from gistrisk.errors import InputError
 
-from .mrml_convert import (check_ct_volume, check_segment_geometry, dataframe_to_table_node, largest_diameter_mm,
-                           node_label, segment_to_sitk, volume_to_sitk)
 from .clinical_form import parse_values
+from .mrml_convert import (
+    check_ct_volume,
+    check_segment_geometry,
+    dataframe_to_table_node,
+    largest_diameter_mm,
+    node_label,
+    segment_to_sitk,
+    volume_to_sitk,
+)
 from .prediction import PatientPrediction, load_bundle, model_form, predict_patient, read_pathology
 from .radiomics_step import Cancelled, RadiomicsResult, compute_radiomics
 
@@ -76,6 +84,7 @@ def radiomics_key(image: Any, mask: Any, params: str | Path | None) -> str:
     import hashlib
 
     import SimpleITK as sitk
+
     from gistrisk.provenance import file_sha256
     from gistrisk.radiomics.params import resolve_params
 

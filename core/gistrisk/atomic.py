@@ -6,8 +6,9 @@ import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -51,7 +52,7 @@ def write_json(path: str | os.PathLike, obj: Any, *, indent: int | None = 2,
     write_text(path, text + "\n")
 
 
-def write_table(path: str | os.PathLike, df: "pd.DataFrame", index: bool = False) -> None:
+def write_table(path: str | os.PathLike, df: pd.DataFrame, index: bool = False) -> None:
     """Write a DataFrame as CSV or Parquet (by suffix), atomically."""
     path = Path(path)
     with atomic_path(path) as tmp:

@@ -24,10 +24,11 @@ import json
 import os
 import re
 import traceback
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 from tqdm import tqdm  # not tqdm.auto: its notebook probe costs start-up time
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-from typing_extensions import Annotated
 
 from gistrisk.atomic import write_json, write_table
 from gistrisk.clinical.dictionary import load_dictionary

@@ -6,8 +6,9 @@ import datetime as _dt
 import hashlib
 import importlib.metadata as md
 import platform
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import gistrisk
 
@@ -30,7 +31,7 @@ def package_versions(names: Iterable[str] = DEFAULT_PACKAGES) -> dict[str, str]:
     return out
 
 
-def hash_file(h: "hashlib._Hash", path: str | Path, chunk: int = 1 << 20) -> None:
+def hash_file(h: hashlib._Hash, path: str | Path, chunk: int = 1 << 20) -> None:
     """Feed the bytes of the file at ``path`` to the hash object ``h``, a chunk at a time."""
     with open(path, "rb") as f:
         while block := f.read(chunk):
@@ -47,7 +48,7 @@ def file_sha256(path: str | Path) -> str:
 def provenance(parameters: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
     """A provenance record: time, versions, parameters and any extra fields."""
     rec = {
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "versions": package_versions(),
         "parameters": parameters or {},
     }

@@ -74,7 +74,7 @@ def test_tiles_mpp_override_replaces_and_is_recorded(small_slide, tmp_path):
 
 
 def test_manifest_mpp_fills_only_and_mpp_override_column_replaces(small_slide, cmu_crop, write_tiff, tmp_path):
-    nompp = write_tiff(tmp_path / "nompp.tif", cmu_crop[:448, 448:], mpp=None)
+    write_tiff(tmp_path / "nompp.tif", cmu_crop[:448, 448:], mpp=None)
     copy = tmp_path / "copy.tif"
     copy.write_bytes(small_slide.read_bytes())
     m = tmp_path / "slides.csv"
@@ -173,12 +173,12 @@ def test_folder_outputs_that_are_files_are_refused(cmd, small_slide, classifier_
 @pytest.fixture(scope="module")
 def one_class_tiles(cmu, tmp_path_factory):
     """A tiles table of the CMU slide with a single annotated class (stroma, 2 tiles)."""
-    from qupath_bridge.geojson import Annotation, write_annotations
     from shapely.geometry import box
 
     from gistrisk.atomic import write_table
     from gistrisk.pathology.pipeline import tile_one
     from gistrisk.pathology.tiling import TileConfig
+    from qupath_bridge.geojson import Annotation, write_annotations
 
     d = tmp_path_factory.mktemp("one_class")
     write_annotations(d / "cmu.geojson", [Annotation(geometry=box(896, 896, 1344, 1120), class_name="Stroma")])

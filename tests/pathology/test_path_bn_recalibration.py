@@ -2,8 +2,8 @@
 
 import torch
 
-from gistrisk.pathology.train import TrainConfig, recalibrate_batchnorm
 from gistrisk.pathology.data import to_input
+from gistrisk.pathology.train import TrainConfig, recalibrate_batchnorm
 
 
 def test_running_stats_become_the_data_statistics():

@@ -24,8 +24,9 @@ def _run(args):
 
 
 def test_tiles_one_slide_with_annotations(cmu, tmp_path):
-    from qupath_bridge.geojson import Annotation, write_annotations
     from shapely.geometry import box
+
+    from qupath_bridge.geojson import Annotation, write_annotations
 
     geo = tmp_path / "cmu.geojson"
     write_annotations(geo, [Annotation(geometry=box(896, 1344, 1344, 1792), class_name="Tumour")])
@@ -54,8 +55,8 @@ def cohort(tmp_path, cmu, small_slide, cmu_crop, write_tiff):
     """A manifest with two good slides (one needs its mpp from the manifest) and two bad ones."""
     trunc = tmp_path / "truncated.svs"
     trunc.write_bytes(cmu.read_bytes()[: cmu.stat().st_size // 2])
-    glass = write_tiff(tmp_path / "glass.tif", np.full((672, 672, 3), 248, np.uint8), mpp=0.5)
-    nompp = write_tiff(tmp_path / "nompp.tif", cmu_crop[:448, 448:], mpp=None)
+    write_tiff(tmp_path / "glass.tif", np.full((672, 672, 3), 248, np.uint8), mpp=0.5)
+    write_tiff(tmp_path / "nompp.tif", cmu_crop[:448, 448:], mpp=None)
     m = tmp_path / "slides.csv"
     pd.DataFrame({"patient_id": ["P1", "P2", "P3", "P4"],
                   "slide": [str(small_slide), "truncated.svs", "glass.tif", "nompp.tif"],
@@ -126,8 +127,9 @@ def test_manifest_errors_name_the_row(tmp_path, classifier_factory):
 
 @pytest.mark.slow
 def test_train_from_cli_tiles(cmu, he_png, tmp_path):
-    from qupath_bridge.geojson import Annotation, write_annotations
     from shapely.geometry import box
+
+    from qupath_bridge.geojson import Annotation, write_annotations
 
     write_annotations(tmp_path / "cmu.geojson", [
         Annotation(geometry=box(0, 0, 448, 224), class_name="Background"),

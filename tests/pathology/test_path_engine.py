@@ -9,8 +9,13 @@ import pytest
 from gistrisk.pathology.classes import CLASSES
 from gistrisk.pathology.data import SlideSource
 from gistrisk.pathology.engine import InferenceConfig, predict_tiles
-from gistrisk.pathology.features import (FEATURE_COLUMNS, FLAG_NO_TUMOUR, FeatureConfig, features_table,
-                                         pool_tumour_features)
+from gistrisk.pathology.features import (
+    FEATURE_COLUMNS,
+    FLAG_NO_TUMOUR,
+    FeatureConfig,
+    features_table,
+    pool_tumour_features,
+)
 from gistrisk.pathology.model import load_classifier
 from gistrisk.pathology.pipeline import features_one, tile_one
 from gistrisk.pathology.tiling import TileConfig

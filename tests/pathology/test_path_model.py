@@ -9,8 +9,14 @@ import torch
 
 from gistrisk.errors import InputError
 from gistrisk.pathology.classes import CLASSES
-from gistrisk.pathology.model import (TissueClassifier, build_model, load_backbone, load_classifier,
-                                      read_state_dict, save_classifier)
+from gistrisk.pathology.model import (
+    TissueClassifier,
+    build_model,
+    load_backbone,
+    load_classifier,
+    read_state_dict,
+    save_classifier,
+)
 
 HEADER = {"classes": list(CLASSES), "tile_size": 224, "mpp": 0.5, "mean": [0.485, 0.456, 0.406],
           "std": [0.229, 0.224, 0.225]}

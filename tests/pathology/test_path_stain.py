@@ -10,9 +10,19 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from gistrisk.pathology.stain import (DEFAULT_TARGET_MEAN, DEFAULT_TARGET_STD, StainConfig, StainNormaliser,
-                                      lab_stats, lab_to_rgb, read_reference, resolve_stain, rgb_to_lab,
-                                      target_from_image, tissue_weight)
+from gistrisk.pathology.stain import (
+    DEFAULT_TARGET_MEAN,
+    DEFAULT_TARGET_STD,
+    StainConfig,
+    StainNormaliser,
+    lab_stats,
+    lab_to_rgb,
+    read_reference,
+    resolve_stain,
+    rgb_to_lab,
+    target_from_image,
+    tissue_weight,
+)
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +177,6 @@ def test_train_records_the_setting_and_features_reuse_it(he_png, tmp_path):
     """One epoch on 6 real H&E tiles (4 labelled tumour, 2 stroma: training needs two classes): the
     header and provenance carry the stain setting, and features computed with the header's setting
     are those of the trained model on normalised tiles."""
-    from qupath_bridge.geojson import Annotation, write_annotations
     from shapely.geometry import box
 
     from gistrisk.pathology.data import SlideSource
@@ -176,6 +185,7 @@ def test_train_records_the_setting_and_features_reuse_it(he_png, tmp_path):
     from gistrisk.pathology.pipeline import tile_one
     from gistrisk.pathology.tiling import TileConfig
     from gistrisk.pathology.train import TrainConfig, train_classifier
+    from qupath_bridge.geojson import Annotation, write_annotations
 
     write_annotations(tmp_path / "he.geojson", [Annotation(geometry=box(0, 0, 448, 448), class_name="Tumor"),
                                                 Annotation(geometry=box(448, 0, 896, 224), class_name="Stroma")])

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from qupath_bridge.errors import QuPathInputError
 from qupath_bridge.annotation import Annotation
+from qupath_bridge.errors import QuPathInputError
 from qupath_bridge.geojson import QuPathBridgeWarning, check_bounds, read_annotations
 
 
@@ -150,8 +150,7 @@ def test_bounds_against_the_real_slide(cmu_slide: Path, qp_fixture: Path, shared
 
 
 def test_bounds_partly_outside_and_empty():
-    from shapely.geometry import Polygon
-    from shapely.geometry import Point
+    from shapely.geometry import Point, Polygon
 
     inside = Annotation(Polygon([(0, 0), (100, 0), (100, 100), (0, 100)]))
     edge = Annotation(Polygon([(2200, 10), (2300, 10), (2300, 50), (2200, 50)]), class_name="Tumor", id="edge-1")

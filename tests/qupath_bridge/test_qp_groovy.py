@@ -17,8 +17,13 @@ import pytest
 
 from qupath_bridge import GROOVY_DIR, groovy_script
 from qupath_bridge.geojson import load_features, read_annotations, write_tile_predictions
-from qupath_bridge.naming import (STRIP_EXTENSION, TILE_PREDICTIONS_SUFFIX, UNSAFE_CHARS, annotations_file_name,
-                                  image_base_name)
+from qupath_bridge.naming import (
+    STRIP_EXTENSION,
+    TILE_PREDICTIONS_SUFFIX,
+    UNSAFE_CHARS,
+    annotations_file_name,
+    image_base_name,
+)
 from qupath_bridge.tiles import TUMOUR_MEASUREMENT
 
 SCRIPTS = ["export_annotations_geojson", "import_tile_predictions"]
@@ -33,17 +38,20 @@ def code_outside_strings(src: str) -> str:
         if two == "//":
             j = src.find("\n", i)
             j = n if j < 0 else j
-            out.append(" " * (j - i)); i = j
+            out.append(" " * (j - i))
+            i = j
         elif two == "/*":
             j = src.find("*/", i + 2)
             if j < 0:
                 raise SyntaxError(f"unterminated comment at line {src.count(chr(10), 0, i) + 1}")
-            out.append(re.sub(r"[^\n]", " ", src[i:j + 2])); i = j + 2
+            out.append(re.sub(r"[^\n]", " ", src[i:j + 2]))
+            i = j + 2
         elif three in ("'''", '"""'):
             j = src.find(three, i + 3)
             if j < 0:
                 raise SyntaxError(f"unterminated triple-quoted string at line {src.count(chr(10), 0, i) + 1}")
-            out.append(three + re.sub(r"[^\n]", " ", src[i + 3:j]) + three); i = j + 3
+            out.append(three + re.sub(r"[^\n]", " ", src[i + 3:j]) + three)
+            i = j + 3
         elif src[i] in "'\"":
             q, j = src[i], i + 1
             while j < n and src[j] != q:
@@ -52,9 +60,11 @@ def code_outside_strings(src: str) -> str:
                 j += 2 if src[j] == "\\" else 1
             if j >= n:
                 raise SyntaxError(f"unterminated string at line {src.count(chr(10), 0, i) + 1}")
-            out.append(q + " " * (j - i - 1) + q); i = j + 1
+            out.append(q + " " * (j - i - 1) + q)
+            i = j + 1
         else:
-            out.append(src[i]); i += 1
+            out.append(src[i])
+            i += 1
     return "".join(out)
 
 

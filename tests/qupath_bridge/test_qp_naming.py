@@ -8,8 +8,15 @@ import re
 import pytest
 
 from qupath_bridge import groovy_script
-from qupath_bridge.naming import (ANNOTATIONS_SUFFIX, TILE_PREDICTIONS_SUFFIX, NameClash, annotations_file_name,
-                                  file_name_clashes, image_base_name, tile_predictions_file_name)
+from qupath_bridge.naming import (
+    ANNOTATIONS_SUFFIX,
+    TILE_PREDICTIONS_SUFFIX,
+    NameClash,
+    annotations_file_name,
+    file_name_clashes,
+    image_base_name,
+    tile_predictions_file_name,
+)
 
 SCRIPTS = {"export_annotations_geojson": ANNOTATIONS_SUFFIX, "import_tile_predictions": TILE_PREDICTIONS_SUFFIX}
 AWKWARD = ["HE (1).svs", "a.b c.svs", "x+y#z.svs", "CMU-1-Small-Region.svs", "TD_01.ome.tif", "no_extension",

@@ -33,7 +33,7 @@ def _write(fitted, pid, tmp_path):
 
 def test_contributions_add_up_to_the_fused_risk(fitted):
     pred = fitted["pred"].set_index("patient_id")
-    for pid, row in pred.head(10).iterrows():
+    for _pid, row in pred.head(10).iterrows():
         c = contributions(fitted["model"], row)
         assert set(c) == set(row["fusion_model"].split("+"))
         assert sum(c.values()) == pytest.approx(row["risk"])

@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 from gistrisk.errors import InputError
-from gistrisk.simulate.study import simulate_cohort
 from gistrisk.simulate.config import SimulationConfig
 from gistrisk.simulate.outcomes import harrell_c
 from gistrisk.simulate.patients import CLINICAL_COLUMNS, SITES, clinical_table, draw_patients
+from gistrisk.simulate.study import simulate_cohort
 
 TABLES = ("clinical", "outcomes", "truth", "radiomics_manifest", "slide_manifest")
 SMALL = SimulationConfig(wsi_size=1024, min_annotated=1)  # quarter-size slides where size is not tested

@@ -71,6 +71,7 @@ def test_annotated_regions_have_class_specific_colour(cohort):
     """Pixels under each annotation look like their class: glass is bright, tumour purple-dark."""
     import shapely
     import tiffslide
+
     from qupath_bridge.geojson import read_annotations
 
     d, man = _slides(cohort, "development")

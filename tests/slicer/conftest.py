@@ -68,6 +68,7 @@ def logic(module):
 def lung2_result(logic, shared_data):
     """Radiomics of lung2 through the module's Logic (PyRadiomics baseline settings, original image)."""
     from slicer_app_shim import new_scene
+
     from SlicerGISTRiskLib import mrml_convert as mc
     from SlicerGISTRiskLib.workflow import CaseInputs
 

@@ -92,7 +92,8 @@ def scenario(args: argparse.Namespace, steps: dict) -> None:
 
     slicer_app_shim.install(module_dir=args.install)
     import SlicerGISTRisk
-    from SlicerGISTRiskLib import dependencies, mrml_convert as mc
+    from SlicerGISTRiskLib import dependencies
+    from SlicerGISTRiskLib import mrml_convert as mc
     from SlicerGISTRiskLib.workflow import CaseInputs
 
     steps["module_file"] = SlicerGISTRisk.__file__
@@ -120,7 +121,7 @@ def scenario(args: argparse.Namespace, steps: dict) -> None:
     except SystemExit as e:
         steps["cohort_exit"] = e.code
     steps["cohort_rows"] = logic.loadCohortFeatures(str(out), scene=scene).GetNumberOfRows()
-    spec = importlib.util.find_spec("qupath_bridge")  # gistrisk.cli imports it for the pathology commands
+    spec = importlib.util.find_spec("qupath_bridge")  # `gistrisk pathology` imports it (gistrisk.cli)
     steps["qupath_bridge"] = spec.origin if spec else None
 
 

@@ -4,8 +4,8 @@ its Extensions Index entry, LICENSE, and the pictures its description points to.
 from __future__ import annotations
 
 import json
-import tomllib
 import re
+import tomllib
 from pathlib import Path
 from urllib.parse import urlparse
 

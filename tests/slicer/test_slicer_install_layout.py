@@ -83,12 +83,12 @@ def test_module_runs_from_its_install_tree_with_only_the_declared_requirements(t
     assert report["error"] is None, report["error"]
     steps, mods = report["steps"], report["modules"]
     assert Path(steps["module_file"]).parent == install
-    assert Path(steps["qupath_bridge"]).is_relative_to(install)  # the cohort runner imports it (gistrisk.cli)
+    assert Path(steps["qupath_bridge"]).is_relative_to(install)  # shipped for `gistrisk pathology` (gistrisk.cli)
     assert steps["missing_requirements"] == []
     assert steps["warnings"] == [] and steps["result_rows"] > 100 and Path(steps["report"]).is_file()
     assert steps["cohort_exit"] in (0, None) and steps["cohort_rows"] == 1
     assert Path(steps["child_pythonpath"]) == install  # the background command imports the same gistrisk
-    assert {"SlicerGISTRisk", "SlicerGISTRiskLib", "gistrisk", "qupath_bridge"} <= set(mods["install"])
+    assert {"SlicerGISTRisk", "SlicerGISTRiskLib", "gistrisk"} <= set(mods["install"])
     assert mods["app"] == ["slicer_app_shim"] and mods["elsewhere"] == {}
     allowed = declared_closure()
     undeclared = {d: tops for d, tops in mods["dists"].items() if canonicalize_name(d) not in allowed}

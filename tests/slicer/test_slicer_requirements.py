@@ -17,6 +17,7 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name
 
+from gistrisk.cli import COMMANDS
 from SlicerGISTRiskLib import dependencies
 
 REPO = Path(__file__).resolve().parents[2]
@@ -79,7 +80,10 @@ def third_party_imports() -> dict[str, set[str]]:
         path = _file(module)
         if path is None:
             continue
-        for name in _imports(path, module, module.startswith(NOT_RUN_BY_THE_MODULE)):
+        names = _imports(path, module, module.startswith(NOT_RUN_BY_THE_MODULE))
+        if module == "gistrisk.cli":  # sub-commands are imported by name, on first use
+            names += [target for target, _, _ in COMMANDS.values()]
+        for name in names:
             top = name.split(".")[0]
             if top in ROOTS or top == "SlicerGISTRisk":
                 parts = name.split(".")

@@ -9,7 +9,6 @@ import xml.etree.ElementTree as ET
 
 import slicer
 
-
 MODULE_DIR = pathlib.Path(__file__).resolve().parents[2] / "SlicerGISTRisk"
 
 UI = MODULE_DIR / "Resources" / "UI" / "SlicerGISTRisk.ui"

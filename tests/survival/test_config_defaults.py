@@ -10,8 +10,16 @@ import pytest
 import yaml
 
 from gistrisk.atomic import json_default
-from gistrisk.survival.config import (DEFAULT_CONFIG, FAST_CONFIG, MODALITY_DEFAULTS, FitConfig, LassoConfig,
-                                      ModalityConfig, fast_overrides, load_config)
+from gistrisk.survival.config import (
+    DEFAULT_CONFIG,
+    FAST_CONFIG,
+    MODALITY_DEFAULTS,
+    FitConfig,
+    LassoConfig,
+    ModalityConfig,
+    fast_overrides,
+    load_config,
+)
 from gistrisk.survival.model import nan_to_null
 from gistrisk.survival.synthetic import make_tables
 from gistrisk.survival.train import fit_multimodal

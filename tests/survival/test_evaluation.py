@@ -3,8 +3,7 @@ import pytest
 from lifelines.statistics import logrank_test
 from lifelines.utils import concordance_index
 
-from gistrisk.survival.evaluation import (bootstrap_ci, c_index_summary, calibration, harrell_c, km_logrank,
-                                          td_auc)
+from gistrisk.survival.evaluation import bootstrap_ci, c_index_summary, calibration, harrell_c, km_logrank, td_auc
 from gistrisk.survival.synthetic import make_tables
 
 

@@ -1,4 +1,3 @@
-import numpy as np
 
 from gistrisk.survival.config import LassoConfig, RSFConfig, StepwiseConfig
 from gistrisk.survival.preprocess import Preprocessor

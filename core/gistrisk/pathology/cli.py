@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
 
@@ -103,7 +103,7 @@ def tiles(
     "none in the validation split, is warned about (console, classifier header, provenance.json): its "
     "validation accuracy means little."))
 def train(
-    tiles: List[Path] = typer.Option(..., "--tiles", help="Tiles Parquet file(s) or folder(s) of them."),
+    tiles: list[Path] = typer.Option(..., "--tiles", help="Tiles Parquet file(s) or folder(s) of them."),
     out: Path = typer.Option(..., "--out", help="Output folder for the classifier."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="ResNet50 start weights (ImageNet)."),
     epochs: int = typer.Option(30, "--epochs"),
@@ -225,13 +225,13 @@ def _echo_err(message: str) -> None:
     typer.echo(message, err=True)
 
 
-def _names(paths: List[Path], k: int = 5) -> str:
+def _names(paths: list[Path], k: int = 5) -> str:
     """Up to ``k`` paths, then how many more."""
     shown = ", ".join(map(str, paths[:k]))
     return shown + (f" and {len(paths) - k} more" if len(paths) > k else "")
 
 
-def _load_tiles(paths: List[Path]):
+def _load_tiles(paths: list[Path]):
     """Tiles tables (files or folders) -> (one DataFrame, {slide: SlideSource}, {tile_size, mpp}, files)."""
     import pandas as pd
 

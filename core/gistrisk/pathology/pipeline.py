@@ -46,8 +46,9 @@ def tile_one(slide: str | Path, config: TileConfig | None = None, *, annotations
 def save_tile_images(tiles: pd.DataFrame, folder: str | Path, *, backend: str = "auto",
                      mpp: float | None = None, mpp_override: float | None = None) -> list[Path]:
     """Write each tile as ``<slide_id>_x<x>_y<y>[_<label>].png`` (for looking at tiles, not for training)."""
-    from gistrisk.atomic import atomic_path
     from PIL import Image
+
+    from gistrisk.atomic import atomic_path
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -114,8 +115,13 @@ def features_one(slide: str | Path, model, header: dict, *, patient_id: str, sli
     """
     from gistrisk.pathology.data import SlideSource
     from gistrisk.pathology.engine import predict_tiles
-    from gistrisk.pathology.features import (FLAG_NO_TUMOUR, FeatureConfig, pool_tumour_features,
-                                             tile_predictions_frame, write_review_geojson)
+    from gistrisk.pathology.features import (
+        FLAG_NO_TUMOUR,
+        FeatureConfig,
+        pool_tumour_features,
+        tile_predictions_frame,
+        write_review_geojson,
+    )
 
     tcfg = tile_config or TileConfig()
     tcfg = TileConfig.from_dict({**tcfg.to_dict(), "tile_size": int(header["tile_size"]),

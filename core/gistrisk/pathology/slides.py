@@ -217,7 +217,7 @@ class Slide:
             self._fast = None
         self._h.close()
 
-    def __enter__(self) -> "Slide":
+    def __enter__(self) -> Slide:
         return self
 
     def __exit__(self, *exc) -> None:

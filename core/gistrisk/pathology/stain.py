@@ -9,8 +9,8 @@ brought back to the colours the classifier was trained on.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Iterable
 
 import numpy as np
 
@@ -118,7 +118,7 @@ class StainConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict | None) -> "StainConfig":
+    def from_dict(cls, d: dict | None) -> StainConfig:
         """A config from a header/provenance dict; a missing entry (older classifiers) means 'none'."""
         return cls(method="none") if not d else cls(**d)
 
@@ -135,7 +135,7 @@ class StainNormaliser:
     mean_: np.ndarray | None = None
     std_: np.ndarray | None = None
 
-    def fit(self, tiles: Iterable[np.ndarray]) -> "StainNormaliser":
+    def fit(self, tiles: Iterable[np.ndarray]) -> StainNormaliser:
         """Pooled LAB mean/std (3,) over the tissue pixels of ``tiles``; no tissue -> identity."""
         n, s1, s2 = 0, np.zeros(3), np.zeros(3)
         for t in tiles:

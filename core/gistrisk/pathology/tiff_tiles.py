@@ -20,9 +20,9 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -159,7 +159,7 @@ class TiffTileReader:
             self._keep.close()
         self._keep = None
 
-    def __enter__(self) -> "TiffTileReader":
+    def __enter__(self) -> TiffTileReader:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -5,9 +5,9 @@ Tiles are kept as coordinates (level-0 x, y, size), never as images: one table p
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -49,7 +49,7 @@ class TileConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TileConfig":
+    def from_dict(cls, d: dict) -> TileConfig:
         d = dict(d)
         d["tissue"] = TissueConfig(**d.get("tissue", {}))
         return cls(**d)

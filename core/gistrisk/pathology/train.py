@@ -15,9 +15,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -28,8 +28,15 @@ from gistrisk.errors import InputError
 from gistrisk.pathology.checks import check_int, check_number
 from gistrisk.pathology.classes import CLASSES, IMAGENET_MEAN, IMAGENET_STD
 from gistrisk.pathology.data import SlideSource, TileDataset, fit_stain, resolve_device, to_input
-from gistrisk.pathology.model import (ARCHITECTURE, HEADER_SCHEMA, TissueClassifier, build_model, check_header,
-                                      load_backbone, save_classifier)
+from gistrisk.pathology.model import (
+    ARCHITECTURE,
+    HEADER_SCHEMA,
+    TissueClassifier,
+    build_model,
+    check_header,
+    load_backbone,
+    save_classifier,
+)
 from gistrisk.pathology.stain import StainConfig
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,8 @@ whose value moves little within a case, compared with how much it differs betwee
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -50,7 +51,7 @@ def icc_1_1(values: np.ndarray) -> float:
     return (msb - msw) / (msb + (k - 1) * msw)
 
 
-def icc_table(results: Sequence[dict]) -> "pd.DataFrame":
+def icc_table(results: Sequence[dict]) -> pd.DataFrame:
     """Per-feature ICCs from the robustness worker's results (``{"patient_id", "extractions": [...]}`` per case).
 
     Only features present in every extraction of every case are scored.

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 from gistrisk.errors import InputError
 
@@ -54,7 +55,7 @@ def read_manifest(path: str | Path) -> list[dict[str, str]]:
     return out
 
 
-def manifest_cases(cases: "pd.DataFrame | str | Path | Sequence[dict]") -> tuple[list[dict], str | None]:
+def manifest_cases(cases: pd.DataFrame | str | Path | Sequence[dict]) -> tuple[list[dict], str | None]:
     """Normalise a manifest (DataFrame, CSV path or list of dicts) to typed rows; check columns and files.
 
     Returns

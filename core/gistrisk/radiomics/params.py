@@ -62,9 +62,8 @@ def _load_params(path: str, digest: str) -> dict:
     import logging
 
     import pykwalify.core
-    from pykwalify.errors import PyKwalifyException
-
     import radiomics  # noqa: F401  (registers the schema extension functions)
+    from pykwalify.errors import PyKwalifyException
 
     schema = Path(radiomics.__file__).parent / "schemas" / "paramSchema.yaml"
     ext = Path(radiomics.__file__).parent / "schemas" / "schemaFuncs.py"

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 PERTURBATIONS = ("noise", "resample", "noise_resample")
 
 
-def add_noise(image: "sitk.Image", sd: float, rng: np.random.Generator) -> "sitk.Image":
+def add_noise(image: sitk.Image, sd: float, rng: np.random.Generator) -> sitk.Image:
     """``image`` + Gaussian noise of SD ``sd`` (HU), as float32 on the same grid."""
     import SimpleITK as sitk
 
@@ -23,7 +23,7 @@ def add_noise(image: "sitk.Image", sd: float, rng: np.random.Generator) -> "sitk
     return out
 
 
-def resample_coarser(image: "sitk.Image", factor: float) -> "sitk.Image":
+def resample_coarser(image: sitk.Image, factor: float) -> sitk.Image:
     """Resample to ``factor`` x the spacing (linear interpolation) over the same field of view.
 
     The new grid starts at the same corner as the old one (first voxel edge, not centre), so the
@@ -43,8 +43,8 @@ def resample_coarser(image: "sitk.Image", factor: float) -> "sitk.Image":
                          float(arr.min()), sitk.sitkFloat32)
 
 
-def perturb(image: "sitk.Image", kind: str, *, noise_hu: float, spacing_factor: float,
-            rng: np.random.Generator) -> "sitk.Image":
+def perturb(image: sitk.Image, kind: str, *, noise_hu: float, spacing_factor: float,
+            rng: np.random.Generator) -> sitk.Image:
     """One perturbed copy: ``kind`` is "noise", "resample" or "noise_resample" (resample, then noise)."""
     if kind == "noise":
         return add_noise(image, noise_hu, rng)

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 SCHEMA = "gistrisk.radiomics.robustness/1"
 
 
-def kept_features(table: "pd.DataFrame", threshold: float) -> list[str]:
+def kept_features(table: pd.DataFrame, threshold: float) -> list[str]:
     """Features with ICC >= ``threshold`` (NaN never kept), in table order."""
     icc = table["icc"].to_numpy(dtype=float)
     return [f for f, v in zip(table["feature"], icc) if np.isfinite(v) and v >= threshold]
@@ -32,7 +32,7 @@ def table_path(json_path: str | Path) -> Path:
     return Path(json_path).with_suffix(".csv")
 
 
-def write_robustness(path: str | Path, table: "pd.DataFrame", threshold: float, *,
+def write_robustness(path: str | Path, table: pd.DataFrame, threshold: float, *,
                      command: str | None = None) -> dict:
     """Write the result JSON (``threshold, kept, icc, parameters, provenance``) and the CSV beside it.
 

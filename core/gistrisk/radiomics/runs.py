@@ -18,9 +18,10 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -195,10 +196,10 @@ def robustness_worker(inputs: dict) -> dict:
     return {"patient_id": pid, "extractions": out}
 
 
-def perturbation_robustness(cases: "pd.DataFrame | str | Path | Sequence[dict]", params: str | Path | None = None,
+def perturbation_robustness(cases: pd.DataFrame | str | Path | Sequence[dict], params: str | Path | None = None,
                             n_cases: int = 30, noise_hu: float = 10.0, spacing_factor: float = 1.25,
                             repeats: int = 1, seed: int = 0, jobs: int = 1, *, modality: str = "CT",
-                            cache_dir: str | Path | None = None, progress: bool = False) -> "pd.DataFrame":
+                            cache_dir: str | Path | None = None, progress: bool = False) -> pd.DataFrame:
     """ICC(1,1) of every feature over original + perturbed extractions of up to ``n_cases`` cases.
 
     Parameters

@@ -8,8 +8,9 @@ standard library; Parquet needs pyarrow (which itself loads pandas when building
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from gistrisk import atomic
 

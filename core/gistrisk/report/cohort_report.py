@@ -117,9 +117,8 @@ def cindex_rows(dev: dict[str, Any], val: dict[str, Any]) -> list[dict[str, Any]
 
 
 def _dev_nih(model, dev_outcomes, dev_clinical) -> dict[str, Any] | None:
-    from gistrisk.clinical.nih import nih_rank
+    from gistrisk.clinical.nih import nih_categories, nih_rank
     from gistrisk.survival.evaluation import c_index_summary
-    from gistrisk.clinical.nih import nih_categories
 
     if dev_outcomes is None or dev_clinical is None:
         return None
@@ -315,7 +314,7 @@ def write_cohort_report(out_html: str | Path, *, model, metrics: dict[str, Any],
 
     context = {
         "title": title, "sections": SECTIONS, "figs": figs.uris, "notes": notes,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "table1": [{**r, "first": f} for r, f in zip(t1.to_dict(orient="records"), first_rows(t1))], "table1_cohorts": list(t1.columns[2:]),
         "dev_from_bundle": dev_from_bundle, "hr_rows": hr_rows, "cindex_rows": c_rows,
         "checks": development_checks(model.cv_metrics_, model.info_),

@@ -4,8 +4,9 @@ model's recorded settings depart."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 #: the unimodal Cox ridge penalty as survival/cox.py defines it (fit_cox)
 RIDGE_CONVENTION = ("0.5 × penalizer × Σβ² subtracted from the partial log-likelihood (a sum over events) of the "
@@ -94,7 +95,7 @@ def _modality_settings(p: dict[str, Any], info: dict[str, Any]) -> dict[str, dic
     """Settings per fitted modality (per-modality overrides, else the shared ``modality`` block)."""
     base = p.get("modality") or {}
     own = p.get("modalities") or {}
-    fitted = list(((info.get("cohort") or {}).get("per_modality") or {}))
+    fitted = list((info.get("cohort") or {}).get("per_modality") or {})
     names = sorted(set(fitted) | set(own)) if fitted or own else []
     out = {m: own.get(m, base) for m in names}
     if not names and base:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -111,7 +112,7 @@ def write_patient_report(out_html: str | Path, *, model, prediction: Mapping[str
         "cutoff": fmt(fusion.cutoff, 4) if fusion else "—",
         "sentence": plain_language(pid, group, pred.get("rfs_36"), pred.get("rfs_60"), used, missing, contrib, nih),
         "features": [(k, f"{v:.4g}" if isinstance(v, (float, np.floating)) else str(v)) for k, v in (features or {}).items()],
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "model_version": model.info_.get("versions", {}).get("gistrisk", "?"),
     }
     write_text(out_html, render("patient.html.j2", context))

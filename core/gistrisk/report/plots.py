@@ -10,6 +10,7 @@ import pandas as pd
 
 from gistrisk.report.render import COLORS, label, ordered, p_is, pyplot
 
+
 def _group_sort(groups) -> list[str]:
     nih = ["very low", "low", "intermediate", "high"]
     groups = list(groups)
@@ -32,7 +33,7 @@ def forest_plot(hrs: dict[str, pd.DataFrame]):
             rows.append(("  " + (name if len(name) <= 48 else name[:45] + "..."), r, m))
     fig, ax = plt.subplots(figsize=(8.5, 0.32 * len(rows) + 1.0))
     y = np.arange(len(rows))[::-1]
-    for yi, (txt, r, m) in zip(y, rows):
+    for yi, (_txt, r, m) in zip(y, rows):
         if r is None:
             continue
         ci = np.isfinite([r["hr_low"], r["hr_high"]]).all()
@@ -76,7 +77,7 @@ def cindex_plot(dev: dict[str, Any], val: dict[str, Any], val_name: str = "valid
               if any(isinstance(src.get(m), dict) and "c_index" in src[m] for src in (dev, val))]
     fig, ax = plt.subplots(figsize=(7.5, 0.5 * len(models) + 1.2))
     y = np.arange(len(models))[::-1]
-    for off, src, name, marker in ((0.15, dev, "development (cross-validated)", "o"),
+    for off, src, _name, marker in ((0.15, dev, "development (cross-validated)", "o"),
                                    (-0.15, val, val_name, "D")):
         for yi, m in zip(y, models):
             r = src.get(m)

@@ -18,9 +18,10 @@ import pickle
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from gistrisk.atomic import write_json, write_text
 from gistrisk.errors import GistRiskError, InputError

@@ -129,9 +129,10 @@ def fit_cox(X: np.ndarray, time: np.ndarray, event: np.ndarray, *, penalizer: fl
     ll, obj, grad, info = evaluate(beta)
     converged = p == 0
     it = 0
-    for it in range(1, max_iter + 1):
+    for _ in range(max_iter):
         if p == 0:
             break
+        it += 1
         try:
             step = np.linalg.solve(info, grad)
         except np.linalg.LinAlgError:

@@ -9,7 +9,6 @@ import numpy as np
 
 from gistrisk.survival.cox import CoxResult, fit_cox
 
-
 PAPER_SCORE_NAMES = {"radiomics": "radscore", "pathology": "patscore", "clinical": "clinscore"}
 
 
@@ -55,7 +54,7 @@ class FusionCox:
                 "cutoff": self.cutoff, "n": self.n, "events": self.events, "formula": self.formula()}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "FusionCox":
+    def from_dict(cls, d: dict[str, Any]) -> FusionCox:
         r = CoxResult(np.asarray(d["coef"], float), np.asarray(d["se"], float), np.asarray(d["mean"], float),
                       d["loglik"], np.asarray(d["baseline_time"], float), np.asarray(d["baseline_cumhaz"], float),
                       d["converged"], d["n_iter"])

@@ -205,7 +205,7 @@ class MultimodalRiskModel:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "MultimodalRiskModel":
+    def from_dict(cls, d: dict[str, Any]) -> MultimodalRiskModel:
         """The model of a bundle dictionary (:meth:`to_dict`), its structure checked (ValueError, KeyError)."""
         check_bundle(d)
         return cls({m: ModalityPipeline.from_dict(p) for m, p in d["pipelines"].items()},
@@ -227,7 +227,7 @@ class MultimodalRiskModel:
         return directory
 
     @classmethod
-    def load(cls, directory: str | Path) -> "MultimodalRiskModel":
+    def load(cls, directory: str | Path) -> MultimodalRiskModel:
         """Load a bundle; refuse missing, corrupt, non-finite, inconsistent or newer-schema bundles
         with a clear ``BundleError``."""
         path = Path(directory)

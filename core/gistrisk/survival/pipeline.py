@@ -52,7 +52,7 @@ class ModalityPipeline(BaseEstimator):
         self.config = config
         self.seed = seed
 
-    def fit(self, X: pd.DataFrame, time: np.ndarray, event: np.ndarray) -> "ModalityPipeline":
+    def fit(self, X: pd.DataFrame, time: np.ndarray, event: np.ndarray) -> ModalityPipeline:
         cfg = self.config or ModalityConfig()
         time, event = np.asarray(time, float), np.asarray(event, int)
         n_events = int(event.sum())
@@ -123,7 +123,7 @@ class ModalityPipeline(BaseEstimator):
         self.clusters_ = self._fit_clusters(A, cfg) if cfg.cluster.enabled else None
         return self
 
-    def _no_signal(self, pre: Preprocessor, time: np.ndarray, event: np.ndarray, by: str) -> "ModalityPipeline":
+    def _no_signal(self, pre: Preprocessor, time: np.ndarray, event: np.ndarray, by: str) -> ModalityPipeline:
         """No feature: the null Cox (Nelson-Aalen baseline), a score of 0 and a warning (logged)."""
         msg = (f"modality {self.name!r}: cross-validated {by} prefers the empty model; no feature carries "
                "signal, the modality's score is 0 for every patient")
@@ -179,7 +179,7 @@ class ModalityPipeline(BaseEstimator):
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ModalityPipeline":
+    def from_dict(cls, d: dict[str, Any]) -> ModalityPipeline:
         p = cls(name=d["name"])
         p.selected_, p.steps_ = d["selected"], d["steps"]
         p.preprocessor_ = Preprocessor.from_dict(d["preprocessor"])

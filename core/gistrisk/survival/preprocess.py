@@ -96,7 +96,7 @@ class Preprocessor(TransformerMixin, BaseEstimator):
                 cols[f"{c}={lev}"] = (v == lev).astype(float)
         return pd.DataFrame(cols, index=X.index)
 
-    def fit(self, X: pd.DataFrame, y=None) -> "Preprocessor":
+    def fit(self, X: pd.DataFrame, y=None) -> Preprocessor:
         if not isinstance(X, pd.DataFrame):
             raise TypeError("Preprocessor expects a DataFrame")
         source = X.attrs.get("source")
@@ -218,7 +218,7 @@ class Preprocessor(TransformerMixin, BaseEstimator):
                     "explained_variance_ratio": self.explained_variance_ratio_.tolist()}}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Preprocessor":
+    def from_dict(cls, d: dict[str, Any]) -> Preprocessor:
         p = cls(**d["params"])
         p.numeric_, p.categorical_ = d["numeric"], d["categorical"]
         p.log_columns_ = d.get("log_columns", [])
@@ -232,7 +232,7 @@ class Preprocessor(TransformerMixin, BaseEstimator):
         p.component_names_ = [] if pca is None else list(pca["names"])
         return p
 
-    def restrict(self, features: list[str]) -> "Preprocessor":
+    def restrict(self, features: list[str]) -> Preprocessor:
         """A copy that outputs only ``features`` (after selection), to keep bundles small.
 
         With principal components, every input column stays (each component needs them all) and

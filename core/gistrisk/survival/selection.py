@@ -65,7 +65,7 @@ class LassoCoxSelector:
         return CoxnetSurvivalAnalysis(l1_ratio=c.l1_ratio, n_alphas=c.n_alphas, alphas=alphas,
                                       alpha_min_ratio=c.alpha_min_ratio, max_iter=100000, tol=1e-7)
 
-    def fit(self, X: pd.DataFrame, time: np.ndarray, event: np.ndarray) -> "LassoCoxSelector":
+    def fit(self, X: pd.DataFrame, time: np.ndarray, event: np.ndarray) -> LassoCoxSelector:
         c = self.config
         time, event = np.asarray(time, float), np.asarray(event, int)
         y = as_surv(time, event)
@@ -141,7 +141,7 @@ class RSFSelector:
         self.config = config or RSFConfig()
         self.seed = seed
 
-    def fit(self, X: pd.DataFrame, time: np.ndarray, event: np.ndarray) -> "RSFSelector":
+    def fit(self, X: pd.DataFrame, time: np.ndarray, event: np.ndarray) -> RSFSelector:
         from sksurv.ensemble import RandomSurvivalForest
 
         c = self.config
@@ -189,7 +189,7 @@ class StepwiseCoxSelector:
         r = fit_cox(A[:, cols], time, event, penalizer=self.penalizer)
         return r.aic(), r
 
-    def fit(self, X: pd.DataFrame, time: np.ndarray, event: np.ndarray) -> "StepwiseCoxSelector":
+    def fit(self, X: pd.DataFrame, time: np.ndarray, event: np.ndarray) -> StepwiseCoxSelector:
         c = self.config
         limit = min(c.max_features, self.max_features or c.max_features, X.shape[1])
         A = X.to_numpy(float)

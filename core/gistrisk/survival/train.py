@@ -92,7 +92,7 @@ def fit_multimodal(tables: dict[str, pd.DataFrame], outcomes: pd.DataFrame, conf
         progress(f"fitted {len(tasks)} pipelines")
 
     oof = pd.DataFrame(index=outcomes.index, columns=sorted(data), dtype=float)
-    for m, (X, t, e, f) in data.items():
+    for m, (X, _t, _e, f) in data.items():
         for k in range(K):
             if (m, k) in pipes and (f == k).any():
                 Xte = X[f == k]

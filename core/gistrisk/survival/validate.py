@@ -9,9 +9,15 @@ import numpy as np
 import pandas as pd
 
 from gistrisk.clinical.nih import nih_categories, nih_rank
-from gistrisk.survival.evaluation import (calibration, c_index_summary, integrated_brier, km_logrank,
-                                          numbers_at_risk, td_auc)
 from gistrisk.errors import InputError
+from gistrisk.survival.evaluation import (
+    c_index_summary,
+    calibration,
+    integrated_brier,
+    km_logrank,
+    numbers_at_risk,
+    td_auc,
+)
 from gistrisk.survival.model import ID, MultimodalRiskModel
 from gistrisk.tables import id_hint
 

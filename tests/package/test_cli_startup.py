@@ -1,0 +1,52 @@
+"""The command line loads only the sub-command it runs: a radiologist's one-case extraction must not pay
+for the survival and report stack (about 2 s and 300 MB before any work, issue 12's one-case target)."""
+
+import json
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from gistrisk.cli import app
+
+PROBE = """
+import json, sys
+from gistrisk.cli import main
+sys.argv = ["gistrisk", *sys.argv[1:]]
+try:
+    main()
+except SystemExit:
+    pass
+print(json.dumps(sorted(m for m in sys.modules if m.startswith("gistrisk"))))
+"""
+
+
+def _modules_loaded_by(*args: str) -> set[str]:
+    out = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, check=True).stdout
+    return set(json.loads(out.strip().splitlines()[-1]))
+
+
+def test_radiomics_extract_does_not_import_the_model_stack():
+    loaded = _modules_loaded_by("radiomics", "extract", "--help")
+    assert "gistrisk.radiomics.cli" in loaded
+    heavy = {m for m in loaded if m.startswith(("gistrisk.survival", "gistrisk.report", "gistrisk.model_cli",
+                                                 "gistrisk.pathology", "gistrisk.simulate"))}
+    assert heavy == set()
+
+
+def test_every_command_is_listed_and_runs_its_help():
+    runner = CliRunner()
+    top = runner.invoke(app, ["--help"])
+    assert top.exit_code == 0
+    for name in ("fit", "validate", "predict", "report", "simulate", "demo", "radiomics", "pathology"):
+        assert name in top.output
+        sub = runner.invoke(app, [name, "--help"])
+        assert sub.exit_code == 0, (name, sub.output)
+        assert "Usage" in sub.output
+    assert "one case or a whole cohort" in top.output
+
+
+def test_unknown_command_is_one_clear_line():
+    r = CliRunner().invoke(app, ["fitt"])
+    assert r.exit_code == 2
+    assert "fitt" in r.output
