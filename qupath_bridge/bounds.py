@@ -86,8 +86,8 @@ def check_bounds(annotations: Sequence[Annotation], width: int, height: int, *,
         if g.is_empty:
             kind, bounds = EMPTY, None
         else:
-            bounds = tuple(float(v) for v in g.bounds)
-            x0, y0, x1, y1 = bounds
+            x0, y0, x1, y1 = (float(v) for v in g.bounds)
+            bounds = (x0, y0, x1, y1)
             if x1 < 0 or y1 < 0 or x0 > width or y0 > height:
                 kind = OUTSIDE
             elif x0 < 0 or y0 < 0 or x1 > width or y1 > height:

@@ -47,6 +47,7 @@ def _class(cls: Any) -> tuple[str | None, tuple[int, int, int] | None]:
     if not isinstance(cls, dict):
         return None, None
     names = cls.get("names")
+    name: str | None
     if isinstance(names, list) and names:
         name = ": ".join(str(n) for n in names)
     else:
@@ -106,6 +107,7 @@ def feature_to_annotation(feat: Any, index: int, *, repair: bool = True,
     if not isinstance(props, dict):
         raise ValueError(f"{what}: 'properties' is not an object")
     geom_dict = feat.get("geometry")
+    issues: list[str]
     if geometry is not None:
         geom, issues = geometry, []
     else:

@@ -110,6 +110,7 @@ def write_tile_predictions(path: str | os.PathLike, tiles: pd.DataFrame, *, tile
     probs = (np.column_stack([_numeric(tiles, c, file) for c in prob_cols]) if len(tiles)
              else np.zeros((0, len(classes))))
     bad = ((probs < -_PROB_TOL) | (probs > 1 + _PROB_TOL)).any(axis=1)
+    assert isinstance(bad, np.ndarray)  # probs is 2-D: one flag per row
     if bad.any():
         raise QuPathInputError(f"probabilities outside [0, 1] in {_rows(tiles, bad)}", file=file, column=prob_cols[0])
     pred = _predicted(tiles, classes, probs, class_column, file)

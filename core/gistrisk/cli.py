@@ -8,10 +8,13 @@ extraction must not pay for.
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
-import click
 import typer
 from typer.core import TyperGroup
+
+if TYPE_CHECKING:  # typer (0.2x) vendors its own click: its groups and commands are these, not click's
+    from typer._click.core import Command, Context
 
 import gistrisk
 from gistrisk.errors import GistRiskError
@@ -21,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str, str | None]] = {
     "fit": ("gistrisk.model_cli", "fit", None),
     "validate": ("gistrisk.model_cli", "validate", None),
     "predict": ("gistrisk.model_cli", "predict", None),
+    "harmonise": ("gistrisk.model_cli", "harmonise", None),
     "report": ("gistrisk.report.cli", "report", None),
     "simulate": ("gistrisk.simulate.cli", "simulate", None),
     "demo": ("gistrisk.simulate.cli", "demo", None),
@@ -29,7 +33,7 @@ COMMANDS: dict[str, tuple[str, str, str | None]] = {
 }
 
 
-def load_command(name: str) -> click.Command:
+def load_command(name: str) -> Command:
     """The click command for one sub-command, importing its module now."""
     module, attribute, group_help = COMMANDS[name]
     target = getattr(importlib.import_module(module), attribute)
@@ -47,10 +51,10 @@ def load_command(name: str) -> click.Command:
 class LazyCommands(TyperGroup):
     """A group whose sub-commands are imported on first use."""
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
+    def list_commands(self, ctx: Context) -> list[str]:
         return list(COMMANDS)
 
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+    def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
         return load_command(cmd_name) if cmd_name in COMMANDS else None
 
 

@@ -49,9 +49,14 @@ def read_extraction(table: str | Path) -> dict[str, Any] | None:
                 "params_path": params.get("params_file")}
     if "classifier_sha256" in params:
         tile = params.get("tile_config") or {}
+        # the encoder (name, weights hash, preprocessing) is part of the classifier, so its hash already
+        # decides whether tables agree; it is kept here so the bundle says which encoder made the features
+        # (tables from before encoders were a choice: the paper's ResNet50)
         return {"kind": "pathology", "source": str(path), "classifier_sha256": params["classifier_sha256"],
                 "tile_size": tile.get("tile_size"), "mpp": tile.get("target_mpp"),
-                "stain": params.get("stain"), "tumour_threshold": (params.get("feature") or {}).get("tumour_threshold")}
+                "stain": params.get("stain"), "tumour_threshold": (params.get("feature") or {}).get("tumour_threshold"),
+                "encoder": params.get("encoder") or {"name": "resnet50"},
+                "from_embeddings": params.get("source") == "embeddings"}
     return None
 
 
@@ -72,7 +77,7 @@ def _short(v: Any) -> str:
     return s[:16] + "..." if len(s) > 40 and "sha" not in s else s
 
 
-def check_tables(recorded: dict[str, Any], tables: dict[str, Path], *, allow_mismatch: bool) -> list[str]:
+def check_tables(recorded: dict[str, Any] | None, tables: dict[str, Path], *, allow_mismatch: bool) -> list[str]:
     """Compare each new table's extraction with the model's; refuse a mismatch (``InputError``)
     unless ``allow_mismatch``, then return the warnings to show with every result.
 

@@ -1,4 +1,4 @@
-"""`gistrisk fit`, `validate` and `predict`: the survival core from the command line."""
+"""`gistrisk fit`, `validate`, `predict` and `harmonise`: the survival core from the command line."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 from typing import Annotated, Optional
 
+import numpy as np
 import typer
 from rich.console import Console
 
@@ -13,6 +14,7 @@ from gistrisk.atomic import write_json, write_table
 from gistrisk.clinical.dictionary import load_dictionary
 from gistrisk.errors import InputError
 from gistrisk.extraction import check_tables, read_extraction
+from gistrisk.harmonise.site import estimate_sites, harmonise_tables, read_site_file, write_site_file
 from gistrisk.paths import check_output
 from gistrisk.provenance import provenance
 from gistrisk.radiomics.params import params_sha256, shipped_param_files
@@ -22,6 +24,7 @@ from gistrisk.report.patient_batch import write_patient_reports
 from gistrisk.survival.config import MIN_BOOTSTRAP, load_config
 from gistrisk.survival.model import MultimodalRiskModel, nan_to_null
 from gistrisk.survival.train import fit_multimodal
+from gistrisk.survival.validate import score_distribution
 from gistrisk.survival.validate import validate as run_validate
 from gistrisk.tables import load_features, load_outcomes, parse_modality_args
 
@@ -35,6 +38,9 @@ MismatchOpt = Annotated[bool, typer.Option(
     "--allow-extraction-mismatch", help="Go on when a feature table was extracted with other settings than the "
                                         "model's training table (another parameter file, PyRadiomics version, "
                                         "classifier, tile size, mpp or stain normalisation); every result is flagged")]
+SiteFileOpt = Annotated[Optional[Path], typer.Option(
+    "--site-file", help="Site file from `gistrisk harmonise` for the hospital/scanner these cases come from: their "
+                        "features are mapped onto the development cohort's (reference-site ComBat) before scoring")]
 DictionaryOpt = Annotated[Optional[list[Path]], typer.Option(
     "--clinical-dictionary", help="Your own clinical dictionary YAML (synonyms, units, variables) added to the "
                                   "packaged one (gistrisk/clinical/dictionary.yaml); repeatable")]
@@ -98,6 +104,11 @@ def validate(
     seed: Annotated[int, typer.Option(help="Bootstrap seed")] = 0,
     report: Annotated[bool, typer.Option(help="Also write the HTML cohort report (report.html)")] = True,
     time_unit: TimeUnitOpt = None,
+    harmonise: Annotated[Optional[str], typer.Option(
+        "--harmonise", metavar="SITE_FILE|auto",
+        help="Also score the cohort with its features harmonised to the development cohort (reference-site "
+             "ComBat): a site file from `gistrisk harmonise`, or `auto` to estimate it from this cohort's own "
+             "features (never its outcomes). Frozen and harmonised results are reported side by side")] = None,
     clinical_dictionary: DictionaryOpt = None,
     allow_extraction_mismatch: MismatchOpt = False,
 ) -> None:
@@ -108,7 +119,8 @@ def validate(
     """
     _setup_logging()
     paths = parse_modality_args(modality)
-    check_output(out, kind="dir", inputs=[model, outcomes, *paths.values(), *(clinical_dictionary or [])])
+    site_file = Path(harmonise) if harmonise not in (None, "auto") else None
+    check_output(out, kind="dir", inputs=[model, outcomes, *paths.values(), *(clinical_dictionary or []), site_file])
     if bootstrap < MIN_BOOTSTRAP:
         raise InputError(f"--bootstrap must be at least {MIN_BOOTSTRAP} (resamples for the 95% intervals), "
                          f"got {bootstrap}")
@@ -118,22 +130,39 @@ def validate(
     y = load_outcomes(outcomes, time_unit)
     tables = {k: v.reset_index() for k, v in _load_tables(paths, dictionary).items()}
     metrics, pred = run_validate(m, tables, y, bootstrap=bootstrap, seed=seed)
+    harmonised = _validate_harmonised(m, tables, y, harmonise, bootstrap, seed) if harmonise else None
     out.mkdir(parents=True, exist_ok=True)
     if mismatch:
         pred["warnings"] = " | ".join(mismatch)
     write_json(out / "metrics.json", nan_to_null({"metrics": metrics, "development_cv": m.cv_metrics_,
+                                                  "score_distribution": score_distribution(m, pred),
+                                                  "harmonised": harmonised and {k: v for k, v in harmonised.items()
+                                                                                if k != "predictions"},
                                                   "extraction_warnings": mismatch,
                                       "provenance": provenance({"bootstrap": bootstrap, "seed": seed,
                                                                 "time_unit": y.attrs["time_unit"],
+                                                                "harmonise": harmonise,
                                                                 "clinical_dictionary": dictionary.record()},
                                                                model=str(model), outcomes=str(outcomes))}),
                allow_nan=False)
     write_table(out / "predictions.csv", pred)
+    _warn_out_of_distribution(pred)
     _print_metrics(metrics, "on this cohort, frozen model")
+    if harmonised:
+        write_table(out / "predictions_harmonised.csv", harmonised["predictions"])
+        _print_metrics(harmonised["metrics"], f"on this cohort, features harmonised ({harmonised['source']})")
+        for mod, d in harmonised["score_distribution"].items():
+            before = score_distribution(m, pred).get(mod, {})
+            typer.echo(f"  {mod} score SD {before.get('sd', float('nan')):.2f} -> {d['sd']:.2f} (development out of "
+                       f"fold {d['development_sd_out_of_fold'] or float('nan'):.2f}); outside the development "
+                       f"1st-99th percentiles: {before.get('outside_development_p01_p99')} -> "
+                       f"{d['outside_development_p01_p99']} of {d['n']}")
     typer.echo(f"metrics written to {out / 'metrics.json'}")
     if report:
         path = write_cohort_report(out / "report.html", model=m, metrics=metrics, predictions=pred, outcomes=y,
-                                   clinical=tables.get("clinical"), bootstrap=bootstrap, validation_seed=seed)
+                                   clinical=tables.get("clinical"), bootstrap=bootstrap, validation_seed=seed,
+                                   harmonised=harmonised and {**harmonised, "frozen_distribution":
+                                                              score_distribution(m, pred)})
         typer.echo(f"report written to {path}")
 
 
@@ -142,6 +171,7 @@ def predict(
     modality: ModalityOpt,
     out: Annotated[Path, typer.Option(help="Predictions CSV to write")],
     report_dir: Annotated[Optional[Path], typer.Option(help="Also write one HTML report per patient here")] = None,
+    site_file: SiteFileOpt = None,
     clinical_dictionary: DictionaryOpt = None,
     allow_extraction_mismatch: MismatchOpt = False,
 ) -> None:
@@ -153,7 +183,7 @@ def predict(
     """
     _setup_logging()
     paths = parse_modality_args(modality)
-    inputs = [model, *paths.values(), *(clinical_dictionary or [])]
+    inputs = [model, *paths.values(), *(clinical_dictionary or []), site_file]
     check_output(out, kind="file", inputs=inputs)
     if report_dir is not None:
         check_output(report_dir, kind="dir", inputs=inputs, option="--report-dir")
@@ -161,7 +191,9 @@ def predict(
     mismatch = check_tables(m.info_.get("extraction"), paths, allow_mismatch=allow_extraction_mismatch)
     dictionary = _bundle_dictionary(m, clinical_dictionary)
     tables = {k: v.reset_index() for k, v in _load_tables(paths, dictionary).items()}
+    tables, harmonisation = _harmonised(m, tables, site_file)
     pred = m.predict(tables)
+    pred["harmonisation"] = harmonisation
     if mismatch:
         pred["warnings"] = " | ".join(mismatch)
     imputed = m.imputed_inputs(tables)
@@ -173,12 +205,7 @@ def predict(
     if part:
         logging.warning("%d patient(s) lack a modality and were predicted from those present (flagged partial): %s",
                         len(part), ", ".join(part[:10]))
-    pred["outside_training_range"] = pred["patient_id"].map(m.outside_training_range(tables)).fillna("")
-    far = pred.loc[pred["outside_training_range"] != "", ["patient_id", "outside_training_range"]]
-    if len(far):
-        logging.warning("%d patient(s) have model inputs outside the training cohort's range (the model extrapolates; "
-                        "column 'outside_training_range'): %s", len(far),
-                        "; ".join(f"{r.patient_id}: {r.outside_training_range}" for r in far.head(5).itertuples()))
+    _warn_out_of_distribution(pred)
     gaps = pred.loc[pred["imputed"] != "", "patient_id"].tolist()
     if gaps:
         logging.warning("%d patient(s) have empty model inputs, imputed with the training median/mode (column "
@@ -196,11 +223,83 @@ def predict(
         raise typer.Exit(1)
 
 
+def harmonise(
+    model: Annotated[Path, typer.Option(help="Model bundle folder from `gistrisk fit`")],
+    modality: ModalityOpt,
+    site: Annotated[str, typer.Option(help="Name of the site (hospital, scanner or protocol) these cases come from")],
+    out: Annotated[Path, typer.Option(help="Site file to write (JSON)")],
+    clinical_dictionary: DictionaryOpt = None,
+    allow_extraction_mismatch: MismatchOpt = False,
+) -> None:
+    """Estimate how a site's features differ from the development cohort's and write a site file.
+
+    Reference-site ComBat: from a batch of the site's cases (features only, never outcomes; at least the
+    bundle's min_site_cases), each feature's location and scale at this site, shrunk by empirical Bayes.
+    `predict` and `validate` then take --site-file, one patient at a time if need be. Give the clinical
+    table too when the model keeps covariates (e.g. tumour size).
+    Example: gistrisk harmonise --model model/ -m radiomics=siteB/radiomics.csv --site "Hospital B" --out siteB.json
+    """
+    _setup_logging()
+    paths = parse_modality_args(modality)
+    check_output(out, kind="file", inputs=[model, *paths.values(), *(clinical_dictionary or [])])
+    m = MultimodalRiskModel.load(model)
+    mismatch = check_tables(m.info_.get("extraction"), paths, allow_mismatch=allow_extraction_mismatch)
+    tables = _load_tables(paths, _bundle_dictionary(m, clinical_dictionary))
+    adjustments = estimate_sites(m.info_, tables, site)
+    write_site_file(out, m.info_, adjustments, provenance(
+        {"site": site, "extraction_warnings": mismatch}, model=str(model),
+        **{f"features_{k}": str(v) for k, v in paths.items()}))
+    for name, a in adjustments.items():
+        typer.echo(f"{name}: {len(a.features)} features, {a.n_cases} cases of site {site!r}; median |location shift| "
+                   f"{float(np.median(np.abs(a.gamma))):.2f} SD, median scale {float(np.median(np.sqrt(a.delta))):.2f}x "
+                   "the development cohort's")
+    typer.echo(f"site file written to {out}")
+
+
+def _validate_harmonised(m, tables: dict, y, harmonise: str, bootstrap: int, seed: int) -> dict:
+    """The cohort scored again with harmonised features: metrics, predictions, score distribution."""
+    if harmonise == "auto":
+        adjustments = estimate_sites(m.info_, tables, "validation cohort")
+        source = "auto: estimated from this cohort's own features, not its outcomes"
+    else:
+        adjustments = read_site_file(harmonise, m.info_)
+        source = f"site file {harmonise}"
+    metrics, pred = run_validate(m, harmonise_tables(m.info_, tables, adjustments), y, bootstrap=bootstrap, seed=seed)
+    pred["harmonisation"] = f"site {next(iter(adjustments.values())).site}"
+    return {"method": (m.info_.get("harmonisation") or {}).get("method"), "source": source,
+            "site": next(iter(adjustments.values())).site, "modalities": sorted(adjustments),
+            "n_cases": {k: a.n_cases for k, a in adjustments.items()}, "metrics": metrics,
+            "score_distribution": score_distribution(m, pred), "predictions": pred}
+
+
+def _harmonised(model, tables: dict, site_file: Path | None) -> tuple[dict, str]:
+    """The tables mapped with a site file, and what each prediction says about harmonisation."""
+    if site_file is None:
+        if (model.info_.get("harmonisation") or {}).get("references"):
+            return tables, "none (no site file: features as extracted, not harmonised to the development cohort)"
+        return tables, "none"
+    adjustments = read_site_file(site_file, model.info_)
+    site = next(iter(adjustments.values())).site
+    typer.echo(f"harmonising {', '.join(adjustments)} features to the development cohort with site {site!r} "
+               f"({site_file})")
+    return harmonise_tables(model.info_, tables, adjustments), f"site {site} ({Path(site_file).name})"
+
+
+def _warn_out_of_distribution(pred) -> None:
+    """Say on the console which patients have a score or input outside the development range."""
+    far = pred.loc[pred["out_of_distribution"] != "", ["patient_id", "out_of_distribution"]]
+    if len(far):
+        logging.warning("%d patient(s) have a score or model input outside the development cohort's range (the model "
+                        "extrapolates; column 'out_of_distribution'): %s", len(far),
+                        " | ".join(f"{r.patient_id}: {r.out_of_distribution}" for r in far.head(5).itertuples()))
+
+
 def _record_phantom(record: dict | None) -> None:
     """Store the phantom's features extracted with the training parameter file, so that Slicer can
     check numerically that its PyRadiomics computes what training computed."""
     if not record:
         return
+    path: Path | None  # None: no parameter file here matches the record
     path = Path(record.get("params_path") or "")
     if not path.is_file() or params_sha256(path) != record["params_sha256"]:
         shipped = shipped_param_files().get(Path(record["params_file"]).stem)

@@ -50,7 +50,7 @@ def _csv_dialect(text: str) -> tuple[str, str]:
         return ",", "."
     header = lines[0]
     counts = {sep: header.count(sep) for sep in (",", ";", "\t", "|")}
-    sep = max(counts, key=counts.get) if max(counts.values()) > 0 else ","
+    sep = max(counts, key=lambda s: counts[s]) if max(counts.values()) > 0 else ","
     if counts[","] >= counts[sep]:
         sep = ","
     decimal = "."

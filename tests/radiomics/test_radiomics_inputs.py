@@ -206,3 +206,12 @@ def test_direction_mismatch_is_named(lung2_crop) -> None:
     flipped.SetDirection([-1, 0, 0, 0, 1, 0, 0, 0, 1])
     with pytest.raises(InputError, match="direction"):
         extract_case(img, flipped, "pyradiomics_baseline", geometry_policy="strict")
+
+
+def test_label_shared_by_unnamed_segments_is_an_input_error() -> None:
+    # slicerio leaves "name" out when the header has no SegmentN_Name: the message must still be built.
+    from gistrisk.radiomics.masks import _choose_segment
+
+    segments = [{"id": "Segment_1", "labelValue": 1, "layer": 0}, {"id": "Segment_2", "labelValue": 1, "layer": 1}]
+    with pytest.raises(InputError, match="label value 1 is used by 2 segments"):
+        _choose_segment(segments, label=1, segment=None, file="x.seg.nrrd", patient=None)

@@ -119,14 +119,20 @@ def test_ph_checks_and_model_card_are_in_the_bundle(fitted):
             assert card["input_ranges"][m][c]["max"] == pytest.approx(v.max())
 
 
-def test_predict_names_inputs_outside_the_training_range(fitted):
+def test_predict_names_inputs_and_scores_outside_the_development_range(fitted):
     model, tables, _, _ = fitted
     c = model.pipelines_["clinical"].preprocessor_.numeric_[0]
-    new = tables["clinical"].iloc[:3].copy()
-    new.loc[new.index[1], c] = tables["clinical"][c].max() + 10
-    flags = model.outside_training_range({"clinical": new.reset_index()})
-    assert list(flags.index) == [new.index[1]]
-    assert flags.iloc[0].startswith(f"clinical:{c}=") and "training" in flags.iloc[0]
+    new = {m: t.iloc[:3].copy() for m, t in tables.items()}
+    v = tables["clinical"][c]
+    new["clinical"].loc[new["clinical"].index[1], c] = v.max() + 2 * v.std()
+    pred = model.predict({m: t.reset_index() for m, t in new.items()}).set_index("patient_id")
+    flags = pred["out_of_distribution"]
+    pid = new["clinical"].index[1]
+    assert f"clinical:{c}=" in flags[pid] and "2.0 SD above" in flags[pid]
+    assert "development" in flags[pid]
+    assert model.info_["model_card"]["score_ranges"]["clinical"]["max"] >= pred["score_clinical"].drop(pid).max()
+    score = pred.loc[pid, "score_clinical"]
+    assert ("clinical score=" in flags[pid]) == (score > model.info_["model_card"]["score_ranges"]["clinical"]["max"])
 
 
 def test_a_modality_without_signal_leaves_the_fusion_and_says_so(fast, caplog):

@@ -121,7 +121,10 @@ def test_predict_from_scores_equals_predict(fitted):
     model, _, tables, _ = fitted
     t = {k: v.reset_index() for k, v in tables.items()}
     S = model.scores(t)
-    pd.testing.assert_frame_equal(model.predict_from_scores(S), model.predict(t))
+    pd.testing.assert_frame_equal(model.predict_from_scores(S, tables=t), model.predict(t))
+    scores_only = model.predict_from_scores(S)  # flags the scores alone
+    assert (scores_only["out_of_distribution"].str.count("score=") <=
+            model.predict(t)["out_of_distribution"].str.count("score=")).all()
     S2 = S.copy()
     S2["score_pathology"] = np.nan
     part = model.predict_from_scores(S2)

@@ -262,7 +262,7 @@ class ClinicalDictionary:
         if isinstance(raw, (bool, np.bool_)):
             raise InputError(f"value {raw!r} is not a number", file=file, patient=patient, column=col)
         if isinstance(raw, (int, float, np.integer, np.floating)):
-            value, unit = float(raw), ""
+            value, unit, written_unit = float(raw), "", ""
         else:
             m = _NUMBER.match(str(raw))
             if not m:
@@ -270,13 +270,14 @@ class ClinicalDictionary:
                     return math.nan
                 raise InputError(f"value {str(raw)!r} is not a number" + (f" in {var.unit}" if var.unit else ""),
                                  file=file, patient=patient, column=col)
-            value, unit = float(m.group(1)), _unit_key(m.group(2))
+            value, written_unit = float(m.group(1)), m.group(2)
+            unit = _unit_key(written_unit)
         if not math.isfinite(value):
             raise InputError(f"value {raw!r} is not a finite number", file=file, patient=patient, column=col)
         if unit:
             if unit not in var.units:
                 known = ", ".join(sorted(var.units)) or "none"
-                raise InputError(f"value {str(raw)!r}: unit {m.group(2)!r} is not one the dictionary knows for "
+                raise InputError(f"value {str(raw)!r}: unit {written_unit!r} is not one the dictionary knows for "
                                  f"{var.name} (known: {known})", file=file, patient=patient, column=col)
             value *= var.units[unit]
         lo, hi = var.min, var.max

@@ -22,7 +22,7 @@ from gistrisk.clinical.dictionary import UNKNOWN, ClinicalDictionary, default_di
 log = logging.getLogger(__name__)
 NIH_ORDER = ("very low", "low", "intermediate", "high")
 # (mitoses > 5, size band) -> {site: (category, % progression or None)}; size bands: 0 (<=2), 1 (2-5], 2 (5-10], 3 (>10)
-_AFIP = {
+_AFIP: dict[tuple[bool, int], dict[str, tuple[str, float | None]]] = {
     (False, 0): {"gastric": ("none", 0.0), "duodenum": ("none", 0.0), "jejunum/ileum": ("none", 0.0), "rectum": ("none", 0.0)},
     (False, 1): {"gastric": ("very low", 1.9), "duodenum": ("low", 4.3), "jejunum/ileum": ("low", 8.3), "rectum": ("low", 8.5)},
     (False, 2): {"gastric": ("low", 3.6), "duodenum": ("moderate", 24.0), "jejunum/ileum": ("insufficient data", None),

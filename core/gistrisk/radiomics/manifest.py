@@ -6,7 +6,7 @@ import csv
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from gistrisk.errors import InputError
 
@@ -69,13 +69,15 @@ def manifest_cases(cases: pd.DataFrame | str | Path | Sequence[dict]) -> tuple[l
     image or mask files (naming the file and patient).
     """
     src: str | None = None
+    raw: list[dict[str, Any]]
     if isinstance(cases, (str, Path)):
         src = str(cases)
         raw = read_manifest(cases)
     else:
-        if hasattr(cases, "to_dict"):
-            _check_columns(list(cases.columns), None)
-            raw = cases.to_dict("records")
+        if hasattr(cases, "to_dict"):  # of the accepted types, only a DataFrame has it
+            df = cast("pd.DataFrame", cases)
+            _check_columns(list(df.columns), None)
+            raw = df.to_dict("records")
         else:
             raw = [dict(r) for r in cases]
         if not raw:
@@ -86,7 +88,7 @@ def manifest_cases(cases: pd.DataFrame | str | Path | Sequence[dict]) -> tuple[l
                 raise InputError(f"row {i}: empty or missing value", column=missing[0])
     rows = []
     for r in raw:
-        row = {c: (None if _blank(r.get(c)) else r.get(c)) for c in REQUIRED + OPTIONAL}
+        row: dict[str, Any] = {c: (None if _blank(r.get(c)) else r.get(c)) for c in REQUIRED + OPTIONAL}
         row["patient_id"], row["image"], row["mask"] = str(row["patient_id"]), str(row["image"]), str(row["mask"])
         if row["label"] is not None:
             try:

@@ -95,7 +95,7 @@ def _choose_segment(segments: list[dict], *, label: int | None, segment: str | N
             raise InputError(f"no segment with label value {label}; segments: {values}", file=file, patient=patient)
         if len(hits) > 1:  # overlapping segmentations reuse label values across layers
             raise InputError(f"label value {label} is used by {len(hits)} segments in different layers "
-                             f"({', '.join(s.get('name') for s in hits)}); choose by name (--segment)",
+                             f"({', '.join(str(s.get('name')) for s in hits)}); choose by name (--segment)",
                              file=file, patient=patient)
         return hits[0]
     if len(segments) == 1:

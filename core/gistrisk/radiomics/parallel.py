@@ -332,7 +332,7 @@ def execute(extractor: featureextractor.RadiomicsFeatureExtractor, image: sitk.I
                 info.notes.append(f"sequential: the case could not be sent to the worker processes ({e})")
         results = _run(units, pool, extractor, prep, info)
         inputs = None
-        if offload:
+        if offload and pool is not None:  # offload implies a pool; the check narrows it
             inputs = pool.input_diagnostics(results)
             if inputs is None:
                 info.notes.append("input diagnostics computed here: the worker process had not sent them")
@@ -475,7 +475,9 @@ class _Children:
             threads = max(1, available_cores() // (n + 1))
             for k in range(n):
                 here, there = ctx.Pipe()
-                p = ctx.Process(target=_child, args=(there, bounds, warm, threads, inputs if k == 0 else None),
+                # typeshed types get_context(str) as BaseContext, which declares no Process
+                p = ctx.Process(target=_child,  # type: ignore[attr-defined]
+                                args=(there, bounds, warm, threads, inputs if k == 0 else None),
                                 daemon=True, name="gistrisk-radiomics-unit")
                 _start(p, method)
                 there.close()
@@ -555,7 +557,7 @@ class _Children:
                 if r in conns:
                     k = conns[r]
                     try:
-                        msg = r.recv()
+                        msg = self.conns[k].recv()  # r itself: wait() types it as connection | socket | int
                     except (EOFError, OSError):
                         self.alive.discard(k)
                         continue

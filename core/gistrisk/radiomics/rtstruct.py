@@ -82,12 +82,12 @@ def rasterise_rtstruct(path: str | Path, ref: sitk.Image, *, roi: str | None = N
         if len(pts) < 3:
             continue
         idx = physical_to_index(pts, ref)
-        k = np.round(idx[:, 2])
-        if np.ptp(idx[:, 2]) > 0.1 or not np.allclose(idx[:, 2], k, atol=0.25):
+        k_round = np.round(idx[:, 2])
+        if np.ptp(idx[:, 2]) > 0.1 or not np.allclose(idx[:, 2], k_round, atol=0.25):
             raise InputError(f"ROI {names[roi_number]!r}: a contour does not lie on a CT slice "
                              f"(slice index {idx[:, 2].min():.2f}..{idx[:, 2].max():.2f}); the RTSTRUCT was drawn "
                              f"on another grid", file=str(path), patient=patient)
-        k = int(k[0])
+        k = int(k_round[0])
         if not 0 <= k < nz:
             skipped += 1
             continue

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import pandas as pd
@@ -39,6 +39,10 @@ DCA_HORIZONS = (36, 60)
 NOT_ESTIMABLE = "not estimable (no patient of this group followed to {h:g} months)"
 
 
+@overload
+def _by_id(df: None) -> None: ...
+@overload
+def _by_id(df: pd.DataFrame) -> pd.DataFrame: ...
 def _by_id(df: pd.DataFrame | None) -> pd.DataFrame | None:
     """A copy indexed by text ``patient_id`` (taken from the column when there is one)."""
     if df is None:
@@ -100,7 +104,7 @@ def cindex_rows(dev: dict[str, Any], val: dict[str, Any]) -> list[dict[str, Any]
     """One row per model: development (cross-validated) and validation C-index with CI, n, events, p."""
     rows = []
     for m in ordered(k for k in set(dev) | set(val) if is_model_entry(dev.get(k)) or is_model_entry(val.get(k))):
-        row = {"model": m, "label": label(m), "dev_note": None, "val_note": None}
+        row: dict[str, Any] = {"model": m, "label": label(m), "dev_note": None, "val_note": None}
         for tag, src in (("dev", dev), ("val", val)):
             r = src.get(m) if isinstance(src.get(m), dict) else None
             if r and "c_index" in r:
@@ -219,6 +223,7 @@ def write_cohort_report(out_html: str | Path, *, model, metrics: dict[str, Any],
                         title: str = "GIST recurrence-free survival: multimodal model report",
                         bootstrap: int | None = None, validation_seed: int | None = None,
                         extra_hashes: dict[str, str] | None = None,
+                        harmonised: dict[str, Any] | None = None,
                         figures_dir: str | Path | None = None) -> Path:
     """Write the cohort report as one self-contained HTML file.
 
@@ -233,6 +238,9 @@ def write_cohort_report(out_html: str | Path, *, model, metrics: dict[str, Any],
     dev_outcomes, dev_clinical : the development cohort's tables, for a full Table 1 column
     bootstrap, validation_seed : the validation run's settings (methods text)
     extra_hashes : name -> sha256 of inputs (e.g. the radiomics parameter file)
+    harmonised : the cohort scored again with harmonised features (``validate --harmonise``): ``method``,
+        ``source``, ``site``, ``metrics``, ``score_distribution`` and ``frozen_distribution``; shown beside
+        the frozen results and named in the methods
     figures_dir : also save every figure there as PNG
 
     Returns
@@ -332,8 +340,34 @@ def write_cohort_report(out_html: str | Path, *, model, metrics: dict[str, Any],
         "n_val": len(val_ids), "partial_n": int(pred["partial"].astype(str).str.lower().eq("true").sum())
         if "partial" in pred.columns else 0,
     }
+    context["harmonised"] = harmonised_rows(harmonised, metrics) if harmonised else None
+    if harmonised:
+        context["methods"].append(
+            f"Harmonisation (shown beside the frozen results, never instead of them): {harmonised['method']}. "
+            f"Site {harmonised['site']!r}, {harmonised['source']}; modalities {', '.join(harmonised['modalities'])} "
+            f"({', '.join(f'{k}: {v} cases' for k, v in harmonised['n_cases'].items())}). The model itself is "
+            "unchanged; only this cohort's features are mapped onto the development cohort's distribution.")
     write_text(out_html, render("cohort.html.j2", context))
     return out_html
+
+
+def harmonised_rows(h: dict[str, Any], frozen: dict[str, Any]) -> dict[str, Any]:
+    """Side-by-side C-indices and score spread, frozen features vs harmonised features."""
+    def cell(d):
+        if not isinstance(d, dict) or "c_index" not in d:
+            return "—"
+        lo, hi = d["c_index_ci"]
+        return f"{d['c_index']:.3f} ({lo:.3f}-{hi:.3f})"
+    rows = [{"label": label(k), "frozen": cell(frozen.get(k)), "harmonised": cell(v)}
+            for k, v in h["metrics"].items() if isinstance(v, dict) and ("c_index" in v or "not_evaluated" in v)]
+    spread = []
+    for m, d in h["score_distribution"].items():
+        f = (h.get("frozen_distribution") or {}).get(m, {})
+        spread.append({"label": label(m), "dev_sd": fmt(d.get("development_sd_out_of_fold"), 2),
+                       "frozen_sd": fmt(f.get("sd"), 2), "harm_sd": fmt(d.get("sd"), 2),
+                       "frozen_out": f"{f.get('outside_development_p01_p99', '—')} / {f.get('n', '—')}",
+                       "harm_out": f"{d['outside_development_p01_p99']} / {d['n']}"})
+    return {"site": h["site"], "source": h["source"], "method": h["method"], "rows": rows, "spread": spread}
 
 
 def _dca_rows(dca: dict[str, pd.DataFrame], at=(0.1, 0.2, 0.3, 0.4, 0.5)) -> list[dict[str, Any]]:

@@ -58,7 +58,7 @@ def decision_curve(time, event, horizon: float, thresholds=DEFAULT_THRESHOLDS, *
     """
     time, event = np.asarray(time, float), np.asarray(event, int)
     thresholds = np.asarray(thresholds, float)
-    out = {}
+    out: dict[str, list[float] | np.ndarray] = {}
     for name, r in (risks or {}).items():
         r = np.asarray(r, float)
         out[name] = [net_benefit(time, event, np.nan_to_num(r, nan=-1.0) >= pt, pt, horizon) for pt in thresholds]

@@ -111,7 +111,7 @@ def _nice_ticks(lo: float, hi: float, n: int = 6) -> np.ndarray:
     # command imports this module through the report
     from matplotlib.ticker import MaxNLocator
 
-    t = MaxNLocator(nbins=n).tick_values(lo, hi)
+    t = np.asarray(MaxNLocator(nbins=n).tick_values(lo, hi))  # an array (its stubs say a sequence)
     return t[(t >= lo - 1e-9) & (t <= hi + 1e-9)]
 
 
@@ -150,7 +150,7 @@ def draw(nomo: Nomogram, months=(12, 36, 60)):
     tp = _nice_ticks(0, total_max, 10)
     scale(y, "Total points", tp * k, [f"{t:g}" for t in tp], color="#1f4e79")
     y -= 1
-    lp_lo, lp_hi = nomo.linear_predictor(0.0), nomo.linear_predictor(total_max)
+    lp_lo, lp_hi = float(nomo.linear_predictor(0.0)), float(nomo.linear_predictor(total_max))
     lps = _nice_ticks(lp_lo, lp_hi, 8)
     scale(y, "Fused risk (linear predictor)", (lps - lp_lo) / (lp_hi - lp_lo) * 100 if lp_hi > lp_lo else [],
           [f"{v:g}" for v in lps], color="#1f4e79")

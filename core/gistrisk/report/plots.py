@@ -25,7 +25,7 @@ def forest_plot(hrs: dict[str, pd.DataFrame]):
     The Wald CIs are in-sample after selection: the axis and title say they are descriptive. A
     penalised (Coxnet) coefficient has no CI and is drawn as a point."""
     plt = pyplot()
-    rows = []
+    rows: list[tuple[str, pd.Series | None, str]] = []  # (label, feature row or None for a header, modality)
     for m in ordered(hrs):
         rows.append((label(m), None, m))
         for _, r in hrs[m].iterrows():
@@ -65,7 +65,7 @@ def _log_ticks(ax, lo: float, hi: float) -> None:
     lo, hi = min(lo, 0.9), max(hi, 1.1)
     ticks = cand[(cand >= lo / 1.05) & (cand <= hi * 1.05)]
     ax.set_xlim(lo / 1.1, hi * 1.1)
-    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_major_locator(FixedLocator(ticks.tolist()))  # its stubs take a sequence, not an array
     ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xticklabels([f"{t:g}" for t in ticks])
 

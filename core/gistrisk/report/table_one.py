@@ -79,8 +79,8 @@ def outcome_rows(c: CohortInput) -> list[tuple[str, str, str]]:
     else:
         s = c.summary or {}
         n, ev = int(s.get("n_outcomes", 0)), int(s.get("events", 0))
-        fu = s.get("median_follow_up_months")
-        fu_txt = f"{fu:.1f}†" if fu is not None else "—"
+        fu_s = s.get("median_follow_up_months")
+        fu_txt = f"{fu_s:.1f}†" if fu_s is not None else "—"
     return [("Patients, n", "", str(n)), ("Recurrence or death, n (%)", "", fmt_n_pct(ev, n)),
             ("Censored, %", "", f"{100.0 * (n - ev) / n:.1f}" if n else "—"),
             ("Median follow-up (reverse KM), months", "", fu_txt)]
@@ -154,17 +154,18 @@ def table_one(cohorts: dict[str, CohortInput]) -> pd.DataFrame:
             order.append(k)
         for n, rows in var_rows.items():
             got = {(v, lv): val for v, lv, val in rows}
+            df_n = clinicals[n]
             for k in keys:
                 if k in got:
                     table[k][n] = got[k]
                 elif k[1] == "missing, n":
-                    table[k][n] = "0" if clinicals[n] is not None and col in clinicals[n].columns else "—"
-                elif k[1] and clinicals[n] is not None and col in clinicals[n].columns:
-                    table[k][n] = fmt_n_pct(0, int(clinicals[n][col].notna().sum()))
+                    table[k][n] = "0" if df_n is not None and col in df_n.columns else "—"
+                elif k[1] and df_n is not None and col in df_n.columns:
+                    table[k][n] = fmt_n_pct(0, int(df_n[col].notna().sum()))
                 else:
                     table[k][n] = table[k].get(n, "" if k[1] == "" else "—")
-    rows = [{"variable": v, "level": lv, **{n: table[(v, lv)].get(n, "—") for n in names}} for v, lv in order]
-    return pd.DataFrame(rows, columns=["variable", "level", *names])
+    out = [{"variable": v, "level": lv, **{n: table[(v, lv)].get(n, "—") for n in names}} for v, lv in order]
+    return pd.DataFrame(out, columns=["variable", "level", *names])
 
 
 def first_rows(t1: pd.DataFrame) -> list[bool]:

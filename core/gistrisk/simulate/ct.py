@@ -85,7 +85,8 @@ def simulate_ct(rng: np.random.Generator, size_cm: float, ct_texture: float, acq
     ``ct_texture`` (standard normal) sets the heterogeneity of enhancement and the necrotic core:
     the radiomics signal that carries hazard.
     """
-    sp = tuple(float(s) for s in acq.ct_spacing_mm)
+    sx, sy, sz = acq.ct_spacing_mm
+    sp = (float(sx), float(sy), float(sz))
     size_mm = 10.0 * size_cm
     shape = _grid(size_mm, sp, min_grid)
     extent = np.array([shape[2] * sp[0], shape[1] * sp[1], shape[0] * sp[2]])
@@ -122,7 +123,8 @@ def simulate_ct(rng: np.random.Generator, size_cm: float, ct_texture: float, acq
     hu = ndimage.gaussian_filter(hu, 0.6)  # partial volume
     noise = ndimage.gaussian_filter(rng.standard_normal(shape).astype(np.float32), 0.5)
     hu = hu + acq.ct_noise_hu * noise / noise.std()
-    origin = tuple(float(v) for v in -extent / 2)
+    ox, oy, oz = (float(v) for v in -extent / 2)
+    origin = (ox, oy, oz)
     return CTCase(hu=np.clip(np.round(hu), -1024, 3071).astype(np.int16), mask=mask, spacing=sp,
                   origin=origin, diameter_cm=largest_diameter_mm(mask, sp) / 10.0,
                   necrosis_fraction=float(necrotic.sum() / mask.sum()))

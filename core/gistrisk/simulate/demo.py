@@ -145,7 +145,8 @@ def _modality_args(steps: list[Step], cohort: str, lay: Layout) -> list[str]:
     """``-m NAME=TABLE`` for the clinical table and every feature table a step produced."""
     args = ["-m", f"clinical={lay.cohort_dir(cohort) / 'clinical.csv'}"]
     for st in steps:
-        if st.modality and st.name.endswith(cohort) and st.status == "ok" and st.produces.is_file():
+        if (st.modality and st.name.endswith(cohort) and st.status == "ok" and st.produces is not None
+                and st.produces.is_file()):
             args += ["-m", f"{st.modality}={st.produces}"]
     return args
 
@@ -205,7 +206,7 @@ def _call_step() -> None:
 
 
 def run_demo(out: Path, settings: DemoSettings | None = None,
-             echo: Callable[[str], None] = print) -> dict[str, object]:
+             echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Simulate, extract, train, fit, validate and report; returns a summary (also summary.json)."""
     s = settings or DemoSettings()
     lay = Layout(Path(out).resolve())

@@ -46,6 +46,7 @@ def make_ct(job: ImageJob) -> None:
     from gistrisk.simulate.ct import simulate_ct
     from gistrisk.simulate.ct_write import write_ct
 
+    assert job.ct_image is not None and job.ct_seg is not None  # run_job calls this only for a CT job
     if job.resume and job.ct_image.is_file() and job.ct_seg.is_file():
         return
     case = simulate_ct(_rng(job, CT_STREAM), job.size_cm, job.ct_texture, job.acquisition,
@@ -60,6 +61,7 @@ def make_slide(job: ImageJob) -> None:
     from gistrisk.simulate.slide_texture import render
     from gistrisk.simulate.slide_write import write_slide
 
+    assert job.slide is not None  # run_job calls this only for a slide job
     done = job.slide.is_file() and (job.annotations is None or job.annotations.is_file())
     if job.resume and done:
         return

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import shapely
 from shapely.geometry import Polygon, box
+from shapely.geometry.base import BaseGeometry
 
 from gistrisk.pathology.classes import CLASSES
 
@@ -33,7 +34,7 @@ def _below(rng: np.random.Generator, y0: float, size: int, amp: float) -> Polygo
     return Polygon(pts).buffer(0)
 
 
-def layout(rng: np.random.Generator, size: int, necrosis_scale: float = 1.0) -> dict[str, object]:
+def layout(rng: np.random.Generator, size: int, necrosis_scale: float = 1.0) -> dict[str, BaseGeometry]:
     """Final (non-overlapping) region of each class, keyed by the names in ``CLASSES``.
 
     Parameters
@@ -59,7 +60,7 @@ def layout(rng: np.random.Generator, size: int, necrosis_scale: float = 1.0) -> 
     r_nec = s * 0.07 * necrosis_scale
     shapes["necrosis"] = (_blob(rng, tum_c.x + rng.uniform(-0.05, 0.05) * s, tum_c.y, r_nec, r_nec * 0.8)
                           if r_nec > 4 else Polygon())
-    regions: dict[str, object] = {}
+    regions: dict[str, BaseGeometry] = {}
     taken = Polygon()
     for name in PRIORITY[::-1]:  # highest priority first, each takes what is left
         if name == "background":
@@ -71,7 +72,7 @@ def layout(rng: np.random.Generator, size: int, necrosis_scale: float = 1.0) -> 
     return {c: regions[c] for c in CLASSES}
 
 
-def rasterise(regions: dict[str, object], size: int, step: int = 4) -> np.ndarray:
+def rasterise(regions: dict[str, BaseGeometry], size: int, step: int = 4) -> np.ndarray:
     """Class index (position in ``CLASSES``) per level-0 pixel; uint8 (size, size).
 
     Evaluated on a grid of ``step`` pixels (pixel centres) and repeated, so edges are ``step`` px blocky.

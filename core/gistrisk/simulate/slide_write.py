@@ -21,9 +21,11 @@ def pyramid(rgb: np.ndarray, levels: int, factor: int = 4) -> list[np.ndarray]:
         a = out[-1]
         h, w = (a.shape[0] // factor) * factor, (a.shape[1] // factor) * factor
         x = a[:h, :w].astype(np.uint16)
-        x = sum(x[:, k::factor] for k in range(factor))  # strided sums: much faster than reshape-sum
-        x = sum(x[k::factor] for k in range(factor))
-        out.append(((x + factor * factor // 2) // (factor * factor)).astype(np.uint8))
+        cols = sum(x[:, k::factor] for k in range(factor))  # strided sums: much faster than reshape-sum
+        assert isinstance(cols, np.ndarray)  # factor >= 1 terms: never sum()'s start value 0
+        blocks = sum(cols[k::factor] for k in range(factor))
+        assert isinstance(blocks, np.ndarray)
+        out.append(((blocks + factor * factor // 2) // (factor * factor)).astype(np.uint8))
     return out
 
 

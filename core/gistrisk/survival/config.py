@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from gistrisk.errors import InputError
+from gistrisk.harmonise.combat import MIN_SITE_CASES
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 #: the commented copy of the defaults (kept equal to the dataclasses by a test)
@@ -110,6 +111,19 @@ class FusionConfig:
 
 
 @dataclass
+class HarmonisationConfig:
+    """What the bundle keeps so that another site's features can be mapped onto the development cohort's
+    (reference-site ComBat, ``gistrisk harmonise``)."""
+
+    #: modalities whose development features are stored as the harmonisation reference
+    modalities: list[str] = field(default_factory=lambda: ["radiomics"])
+    #: columns (of the modality's table or the clinical table) whose effect on the features is kept
+    covariates: list[str] = field(default_factory=list)
+    #: a site's parameters are estimated from at least this many of its cases
+    min_site_cases: int = MIN_SITE_CASES
+
+
+@dataclass
 class FitConfig:
     seed: int = 0
     n_jobs: int = 1
@@ -121,6 +135,7 @@ class FitConfig:
     horizons: list[float] = field(default_factory=lambda: [12.0, 36.0, 60.0])
     #: treatment variables of the clinical dictionary (adjuvant TKI): exclude | include
     treatment: str = "exclude"
+    harmonisation: HarmonisationConfig = field(default_factory=HarmonisationConfig)
 
     def __post_init__(self) -> None:
         if self.modalities is None:
@@ -154,6 +169,7 @@ _SECTIONS = {
     (ModalityConfig, "rsf"): RSFConfig, (ModalityConfig, "stepwise"): StepwiseConfig,
     (ModalityConfig, "cox"): CoxConfig, (ModalityConfig, "cluster"): ClusterConfig,
     (FitConfig, "modality"): ModalityConfig, (FitConfig, "fusion"): FusionConfig,
+    (FitConfig, "harmonisation"): HarmonisationConfig,
 }
 
 
@@ -294,3 +310,8 @@ def _validate(cfg: FitConfig) -> None:
         raise InputError(f"config horizons must be a list of months, got {cfg.horizons!r}")
     for h in cfg.horizons:
         _number(h, "float", 0.0, None, "horizons")
+    for key in ("modalities", "covariates"):
+        names = getattr(cfg.harmonisation, key)
+        if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+            raise InputError(f"config harmonisation.{key} must be a list of names, got {names!r}")
+    _number(cfg.harmonisation.min_site_cases, "int", 3, None, "harmonisation.min_site_cases")

@@ -121,9 +121,9 @@ def fit_cox(X: np.ndarray, time: np.ndarray, event: np.ndarray, *, penalizer: fl
         if need_hess:
             S2 = np.cumsum(w[:, None, None] * (Xs[:, :, None] * Xs[:, None, :]), axis=0)[ev_end]
             info = (S2 / S0[:, None, None]).sum(axis=0) - xbar.T @ xbar
-            hess = info
+            hess = info + penalizer * np.eye(p)
         pen = 0.5 * penalizer * float(beta @ beta)
-        return ll, ll - pen, grad - penalizer * beta, (hess + penalizer * np.eye(p)) if need_hess else None
+        return ll, ll - pen, grad - penalizer * beta, hess
 
     beta = np.zeros(p)
     ll, obj, grad, info = evaluate(beta)
@@ -184,7 +184,7 @@ def cox_with_coef(X: np.ndarray, time: np.ndarray, event: np.ndarray, coef: np.n
                      True, 0)
 
 
-def partial_loglik(eta: np.ndarray, time: np.ndarray, event: np.ndarray) -> np.ndarray:
+def partial_loglik(eta: np.ndarray, time: np.ndarray, event: np.ndarray) -> float | np.ndarray:
     """Breslow partial log-likelihood of linear predictors.
 
     Parameters

@@ -152,7 +152,7 @@ def calibration(pred_survival, time, event, horizon: float, n_groups: int = 4) -
         if m.sum() < 2:
             continue
         at_risk = int((time[m] >= horizon).sum())
-        row = {"predicted": float(pred[m].mean()), "n": int(m.sum()), "n_at_risk": at_risk, "estimable": at_risk > 0,
+        row: dict[str, Any] = {"predicted": float(pred[m].mean()), "n": int(m.sum()), "n_at_risk": at_risk, "estimable": at_risk > 0,
                "observed": None, "observed_ci": [None, None]}
         if at_risk:
             km = KaplanMeierFitter().fit(time[m], event[m])

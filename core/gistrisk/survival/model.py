@@ -20,6 +20,8 @@ from gistrisk.survival.pipeline import ModalityPipeline
 
 SCHEMA_VERSION = 1
 BUNDLE_FILE = "model.json"
+#: inputs named per modality in a patient's out-of-distribution flag (then "N more")
+OOD_INPUTS_LISTED = 3
 ID = "patient_id"
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,9 @@ class MultimodalRiskModel:
                                          fusion Cox was fitted on them and the nomogram's axes follow them.
                                          None for a bundle written before they travelled in it
     """
+
+    #: the bundle file a loaded model was read from (set by ``load`` only)
+    source_: str
 
     def __init__(self, pipelines: dict[str, ModalityPipeline], fusion: dict[str, FusionCox],
                  early_fusion: dict[str, Any] | None = None, clinical_schema: list[dict] | None = None,
@@ -90,21 +95,35 @@ class MultimodalRiskModel:
             out[f"score_{m}"] = frames[m].reindex(ids) if m in frames else np.nan
         return out
 
-    def outside_training_range(self, tables: dict[str, pd.DataFrame]) -> pd.Series:
-        """Per patient, the numeric model inputs outside the training cohort's range (model card),
-        as ``"modality:column=value (training min-max)"`` joined by ``;`` ("" when none)."""
-        ranges = (self.info_.get("model_card") or {}).get("input_ranges") or {}
+    def out_of_distribution(self, tables: dict[str, pd.DataFrame], scores: pd.DataFrame) -> pd.Series:
+        """Per patient, each unimodal score and each numeric model input outside the development cohort's
+        range (model card), with how far outside in development SDs, e.g.
+        ``"radiomics score=-11.8 (development -2.9 to 3.8; 5.2 SD below)"``, joined by ``; `` ("" when none).
+        At most :data:`OOD_INPUTS_LISTED` inputs per modality are named, then how many more.
+
+        scores : DataFrame indexed by patient_id with ``score_<modality>`` columns (:meth:`scores`).
+        """
+        card = self.info_.get("model_card") or {}
         out: dict[str, list[str]] = {}
+        for m, r in (card.get("score_ranges") or {}).items():
+            if f"score_{m}" in scores.columns:
+                for pid, x in scores[f"score_{m}"].dropna().items():
+                    if (flag := _beyond(x, r)) is not None:
+                        out.setdefault(str(pid), []).append(f"{m} score={x:.3g} ({flag})")
         for m, df in tables.items():
             df = _indexed(df, m)
-            for c, r in (ranges.get(m) or {}).items():
+            per_patient: dict[str, list[str]] = {}
+            for c, r in ((card.get("input_ranges") or {}).get(m) or {}).items():
                 if "min" not in r or c not in df.columns:
                     continue
-                v = pd.to_numeric(df[c], errors="coerce")
-                bad = v[(v < r["min"]) | (v > r["max"])]
-                for pid, x in bad.items():
-                    out.setdefault(str(pid), []).append(f"{m}:{c}={x:g} (training {r['min']:g} to {r['max']:g})")
-        s = pd.Series({pid: ";".join(v) for pid, v in out.items()}, dtype=object, name="outside_training_range")
+                for pid, x in pd.to_numeric(df[c], errors="coerce").dropna().items():
+                    if (flag := _beyond(x, r)) is not None:
+                        per_patient.setdefault(str(pid), []).append(f"{m}:{c}={x:.4g} ({flag})")
+            for pid, flags in per_patient.items():
+                more = len(flags) - OOD_INPUTS_LISTED
+                out.setdefault(pid, []).extend(flags[:OOD_INPUTS_LISTED] + ([f"{m}: {more} more input(s)"]
+                                                                            if more > 0 else []))
+        s = pd.Series({pid: "; ".join(v) for pid, v in out.items()}, dtype=object, name="out_of_distribution")
         s.index.name = ID
         return s
 
@@ -144,17 +163,24 @@ class MultimodalRiskModel:
         A patient missing a modality is predicted by the fusion model of the modalities present and
         flagged ``partial``; with no usable modality the risk is NaN.
         """
-        return self.predict_from_scores(self.scores(tables), horizons)
+        return self.predict_from_scores(self.scores(tables), horizons, tables=tables)
 
-    def predict_from_scores(self, S: pd.DataFrame, horizons=(12, 36, 60)) -> pd.DataFrame:
+    def predict_from_scores(self, S: pd.DataFrame, horizons=(12, 36, 60),
+                            tables: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
         """As :meth:`predict`, from unimodal scores (columns ``score_<modality>``, NaN = missing),
-        e.g. a patscore exported by the pathology arm instead of its slide features."""
+        e.g. a patscore exported by the pathology arm instead of its slide features.
+
+        ``out_of_distribution`` flags scores (and, given ``tables``, model inputs) outside the development
+        cohort's 1st-99th percentiles (:meth:`out_of_distribution`); "" when none.
+        """
         out = self._fused(S)
         surv = self._survival(out, np.asarray(horizons, float))
         for j, h in enumerate(horizons):
             out[f"rfs_{int(h)}"] = surv[:, j]
+        out["out_of_distribution"] = self.out_of_distribution(tables or {}, S).reindex(out.index).fillna("")
         cols = [f"score_{m}" for m in self.modalities_] + ["risk", "risk_group"] + \
-               [f"rfs_{int(h)}" for h in horizons] + ["modalities_used", "partial", "fusion_model"]
+               [f"rfs_{int(h)}" for h in horizons] + ["modalities_used", "partial", "fusion_model",
+                                                     "out_of_distribution"]
         return out[cols].rename_axis(ID).reset_index()
 
     def _survival(self, out: pd.DataFrame, times: np.ndarray) -> np.ndarray:
@@ -316,6 +342,9 @@ def model_numbers(d: dict[str, Any]):
             yield from walk(f[k], f"fusion.{key}.{k}")
     if d.get("early_fusion"):
         yield from walk(d["early_fusion"]["coef"], "early_fusion.coef")
+    for m, r in (((d.get("info") or {}).get("harmonisation") or {}).get("references") or {}).items():
+        for k in ("mean", "scale", "covariate_mean", "beta"):
+            yield from walk(r[k], f"info.harmonisation.references.{m}.{k}")
 
 
 def first_non_finite(d: dict[str, Any]) -> str | None:
@@ -377,6 +406,16 @@ def check_bundle(d: dict[str, Any]) -> None:
         raise ValueError(f"not a finite number at {problem}")
 
 
+def _beyond(x: float, r: dict[str, Any]) -> str | None:
+    """"development a to b; k SD above/below" when ``x`` lies outside ``[min, max]``, else None."""
+    lo, hi, sd = r["min"], r["max"], r.get("sd")
+    if lo <= x <= hi:
+        return None
+    side = "above" if x > hi else "below"
+    far = f"{(x - hi if x > hi else lo - x) / sd:.1f} SD {side}" if sd else side
+    return f"development {lo:.3g} to {hi:.3g}; {far}"
+
+
 def _indexed(df: pd.DataFrame, modality: str) -> pd.DataFrame:
     if ID in df.columns:
         src = df.attrs.get("source")
@@ -401,7 +440,7 @@ def clinical_schema(table: pd.DataFrame, pipeline: ModalityPipeline,
     dictionary, training range)."""
     pre = pipeline.preprocessor_
     d = dictionary or default_dictionary()
-    fields = []
+    fields: list[dict[str, Any]] = []
     for c in pre.numeric_:
         v = pd.to_numeric(table[c], errors="coerce") if c in table else pd.Series(dtype=float)
         var = d.variable_for_column(c)

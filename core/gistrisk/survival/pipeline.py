@@ -67,14 +67,17 @@ class ModalityPipeline(BaseEstimator):
                    f"{cfg.stepwise.max_features}")
             log.warning(msg)
             self.warnings_.append(msg)
+        keep = cfg.preprocess.keep_features
+        assert not isinstance(keep, str), "load_config reads the keep_features file into a list"
         pre = Preprocessor(corr_threshold=cfg.preprocess.corr_threshold, drop_constant=cfg.preprocess.drop_constant,
                            log_skewed=cfg.preprocess.log_skewed, pca_components=cfg.preprocess.pca_components,
-                           keep=cfg.preprocess.keep_features)
+                           keep=keep)
         Z = pre.fit(X).transform(X)
         self.steps_: dict[str, Any] = {"preprocess": {"n_in": X.shape[1], "n_out": Z.shape[1],
                                                       "dropped_constant": len(pre.dropped_["constant"]),
                                                       "dropped_correlated": len(pre.dropped_["correlated"])}}
         if pre.components_ is not None:
+            assert pre.explained_variance_ratio_ is not None  # fitted with components_
             self.steps_["preprocess"]["pca"] = {
                 "n_components": len(pre.component_names_),
                 "explained_variance": float(pre.explained_variance_ratio_.sum())}
@@ -101,14 +104,14 @@ class ModalityPipeline(BaseEstimator):
                     return self._no_signal(pre, time, event, "LASSO-Cox")
                 cols = sel.selected_
             if cfg.rsf.enabled and len(cols) > 1:
-                sel = RSFSelector(cfg.rsf, seed=self.seed).fit(Z[cols], time, event)
-                cols = sel.selected_
-                self.steps_["rsf"] = {**sel.details_, "selected": cols}
+                rsf = RSFSelector(cfg.rsf, seed=self.seed).fit(Z[cols], time, event)
+                cols = rsf.selected_
+                self.steps_["rsf"] = {**rsf.details_, "selected": cols}
             if cfg.stepwise.enabled and len(cols) > 1:
-                sel = StepwiseCoxSelector(cfg.stepwise, penalizer=cfg.cox.penalizer, max_features=max_final).fit(
+                stepwise = StepwiseCoxSelector(cfg.stepwise, penalizer=cfg.cox.penalizer, max_features=max_final).fit(
                     Z[cols], time, event)
-                cols = sel.selected_
-                self.steps_["stepwise"] = {**sel.details_, "selected": cols}
+                cols = stepwise.selected_
+                self.steps_["stepwise"] = {**stepwise.details_, "selected": cols}
             if len(cols) > max_final:
                 # keep the strongest by univariate Wald z when no step brought the count down far enough
                 z = [abs(r.coef[0] / r.se[0]) for r in (fit_cox(Z[[c]].to_numpy(), time, event) for c in cols)]
@@ -199,6 +202,7 @@ class ModalityPipeline(BaseEstimator):
         pre = self.preprocessor_
         if pre.components_ is None:
             return list(self.selected_)
+        assert pre.explained_variance_ratio_ is not None  # fitted or loaded with components_
         n_in = len(pre.features_out_)
         return [f"PC {int(name[2:])} of {n_in} features ({100 * v:.1f} % of variance)"
                 for name, v in zip(pre.component_names_, pre.explained_variance_ratio_)]

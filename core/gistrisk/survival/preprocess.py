@@ -124,7 +124,7 @@ class Preprocessor(TransformerMixin, BaseEstimator):
             self.levels_[c] = sorted(counts.index.tolist(), key=lambda v: (-counts[v], v))
             self.modes_[c] = self.levels_[c][0] if len(counts) else "missing"
         E = self._encode(X)
-        self.dropped_ = {"constant": [], "correlated": []}
+        self.dropped_: dict[str, list[str]] = {"constant": [], "correlated": []}
         keep = list(E.columns)
         if self.drop_constant:
             sd = E.std(axis=0, ddof=0)
@@ -140,13 +140,16 @@ class Preprocessor(TransformerMixin, BaseEstimator):
         self.mean_ = M.mean(axis=0) if self.scale else np.zeros(len(keep))
         sd = M.std(axis=0) if self.scale else np.ones(len(keep))
         self.scale_ = np.where(sd > 0, sd, 1.0)
-        self.components_ = self.component_scale_ = self.explained_variance_ratio_ = None
-        self.component_names_ = []
+        self.components_: np.ndarray | None = None
+        self.component_scale_: np.ndarray | None = None
+        self.explained_variance_ratio_: np.ndarray | None = None
+        self.component_names_: list[str] = []
         if self.pca_components is not None:
             self._fit_pca((M - self.mean_) / self.scale_, source)
         return self
 
     def _fit_pca(self, Z: np.ndarray, source: str | None) -> None:
+        assert self.pca_components is not None  # fit calls this only with pca_components set
         if int(self.pca_components) < 1:
             raise InputError(f"pca_components must be at least 1, got {self.pca_components}", file=source)
         Zc = Z - Z.mean(axis=0)
@@ -209,13 +212,16 @@ class Preprocessor(TransformerMixin, BaseEstimator):
         return pd.DataFrame(Z, index=X.index, columns=self.output_names_)
 
     def to_dict(self) -> dict[str, Any]:
+        pca = None
+        if self.components_ is not None:
+            assert self.component_scale_ is not None and self.explained_variance_ratio_ is not None  # fitted together
+            pca = {"names": self.component_names_, "components": self.components_.tolist(),
+                   "scale": self.component_scale_.tolist(),
+                   "explained_variance_ratio": self.explained_variance_ratio_.tolist()}
         return {"params": self.get_params(), "log_columns": self.log_columns_, "numeric": self.numeric_, "categorical": self.categorical_,
                 "levels": self.levels_, "modes": self.modes_, "medians": self.medians_,
                 "features_out": self.features_out_, "mean": self.mean_.tolist(), "scale": self.scale_.tolist(),
-                "dropped": self.dropped_, "pca": None if self.components_ is None else {
-                    "names": self.component_names_, "components": self.components_.tolist(),
-                    "scale": self.component_scale_.tolist(),
-                    "explained_variance_ratio": self.explained_variance_ratio_.tolist()}}
+                "dropped": self.dropped_, "pca": pca}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Preprocessor:
@@ -239,6 +245,7 @@ class Preprocessor(TransformerMixin, BaseEstimator):
         only the selected components' axes are kept."""
         d = self.to_dict()
         if self.components_ is not None:
+            assert self.component_scale_ is not None and self.explained_variance_ratio_ is not None  # fitted together
             idx = [self.component_names_.index(f) for f in features]
             d["params"] = {**d["params"], "keep": None}  # numeric_ already lists the columns used
             d["pca"] = {"names": list(features), "components": self.components_[idx].tolist(),

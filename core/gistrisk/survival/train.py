@@ -23,6 +23,7 @@ from lifelines.statistics import proportional_hazard_test
 
 from gistrisk.clinical.dictionary import ClinicalDictionary, default_dictionary
 from gistrisk.errors import InputError
+from gistrisk.harmonise.site import fit_references
 from gistrisk.provenance import provenance
 from gistrisk.survival.config import FitConfig
 from gistrisk.survival.cox import fit_cox
@@ -77,7 +78,7 @@ def fit_multimodal(tables: dict[str, pd.DataFrame], outcomes: pd.DataFrame, conf
         data[m] = (X, outcomes.loc[ids, "time"].to_numpy(float), outcomes.loc[ids, "event"].to_numpy(int),
                    folds.loc[ids].to_numpy())
     K = config.fusion.oof_folds
-    tasks = []
+    tasks: list[tuple[tuple[str, int | str], tuple[Any, ...]]] = []  # ((modality, fold or "final"), _fit_one args)
     for m, (X, t, e, f) in data.items():
         for k in range(K):
             tr = f != k
@@ -146,7 +147,10 @@ def fit_multimodal(tables: dict[str, pd.DataFrame], outcomes: pd.DataFrame, conf
     })
     info["no_signal"] = no_signal
     info["treatment"] = treatment
-    info["model_card"] = model_card(final, data, outcomes, mods)
+    info["model_card"] = model_card(final, data, outcomes, mods, oof)
+    h = config.harmonisation
+    info["harmonisation"] = fit_references({m: d[0] for m, d in data.items()} | _covariate_tables(tables, data),
+                                           h.modalities, h.covariates, h.min_site_cases)
     return MultimodalRiskModel(final, fusion, early, schema, {**km["curves"], "logrank_p": km["logrank_p"],
                                                               "cross_validated": True}, cv, info, oof_scores=oof)
 
@@ -173,9 +177,16 @@ def _treatment_columns(tables, config: FitConfig, dictionary: ClinicalDictionary
     return tables, record
 
 
-def model_card(final: dict[str, ModalityPipeline], data, outcomes: pd.DataFrame, mods) -> dict[str, Any]:
+def _covariate_tables(tables, data) -> dict[str, pd.DataFrame]:
+    """The clinical table as given (harmonisation covariates may be columns the model does not use)."""
+    return {"clinical": tables["clinical"]} if "clinical" in tables and "clinical" not in data else {}
+
+
+def model_card(final: dict[str, ModalityPipeline], data, outcomes: pd.DataFrame, mods,
+               oof: pd.DataFrame | None = None) -> dict[str, Any]:
     """What a reader of the bundle needs to judge whether a new patient resembles the training
-    cohort: size, events, follow-up and the range of every input the model reads."""
+    cohort: size, events, follow-up, the range of every input the model reads and of each unimodal
+    score (the final model's scores of the development patients; SD also out of fold)."""
     t, e = outcomes["time"].to_numpy(float), outcomes["event"].to_numpy(int)
     ranges: dict[str, dict[str, Any]] = {}
     for m in mods:
@@ -185,7 +196,8 @@ def model_card(final: dict[str, ModalityPipeline], data, outcomes: pd.DataFrame,
             v = pd.to_numeric(X[c], errors="coerce").dropna().to_numpy(float)
             if len(v):
                 r[c] = {"min": float(v.min()), "max": float(v.max()), "p01": float(np.quantile(v, 0.01)),
-                        "p99": float(np.quantile(v, 0.99)), "n": int(len(v))}
+                        "p99": float(np.quantile(v, 0.99)), "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
+                        "n": int(len(v))}
         for c in pre.categorical_:
             r[c] = {"levels": list(pre.levels_[c])}
         ranges[m] = r
@@ -194,7 +206,21 @@ def model_card(final: dict[str, ModalityPipeline], data, outcomes: pd.DataFrame,
                                  "median_reverse_km": reverse_km_median(t, e)},
             "modalities": list(mods), "per_modality": {m: {"n": int(len(data[m][0])), "events": int(data[m][2].sum())}
                                                        for m in mods},
-            "input_ranges": ranges}
+            "input_ranges": ranges, "score_ranges": {m: score_range(final[m].score(data[m][0]),
+                                                                   None if oof is None else oof[m]) for m in mods}}
+
+
+def score_range(scores, oof=None) -> dict[str, Any]:
+    """Percentiles, range and SD of a unimodal score on the development cohort."""
+    v = np.asarray(scores, float)
+    v = v[np.isfinite(v)]
+    out: dict[str, Any] = {"p01": float(np.quantile(v, 0.01)), "p99": float(np.quantile(v, 0.99)), "min": float(v.min()),
+           "max": float(v.max()), "sd": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n": int(len(v))}
+    if oof is not None:
+        o = np.asarray(oof, float)
+        o = o[np.isfinite(o)]
+        out["sd_out_of_fold"] = float(o.std(ddof=1)) if len(o) > 1 else None
+    return out
 
 
 def reverse_km_median(time, event) -> float | None:
@@ -224,8 +250,9 @@ PH_METHOD = ("Schoenfeld residuals against rank of time, per covariate (lifeline
              "on the training rows")
 
 
-def cv_metrics(oof, outcomes, folds, mods, config: FitConfig, data, pipes) -> dict[str, Any]:
-    """Cross-validated development C-indices: unimodal OOF scores, late fusion and early fusion."""
+def cv_metrics(oof, outcomes, folds, mods, config: FitConfig, data, pipes) -> tuple[dict[str, Any], pd.Series]:
+    """Cross-validated development C-indices (unimodal OOF scores, late fusion and early fusion) and the
+    cross-validated late-fusion risk group ("high"/"low") of each patient with a fused out-of-fold score."""
     out: dict[str, Any] = {}
     seed, B = config.seed, config.bootstrap
     for m in sorted(data):

@@ -125,3 +125,24 @@ def validate(model: MultimodalRiskModel, tables: dict[str, pd.DataFrame], outcom
         S = surv.iloc[:, len(horizons):].to_numpy()
         metrics["fusion"]["integrated_brier"] = integrated_brier(y["time"], y["event"], S, grid)
     return metrics, pred.reset_index()
+
+
+def score_distribution(model: MultimodalRiskModel, pred: pd.DataFrame) -> dict[str, Any]:
+    """Per modality, this cohort's unimodal score against the development cohort's: SD (and the development
+    SD, apparent and out of fold) and how many patients fall outside the development 1st-99th percentiles
+    and outside its range."""
+    ranges = (model.info_.get("model_card") or {}).get("score_ranges") or {}
+    out: dict[str, Any] = {}
+    for m, r in ranges.items():
+        col = f"score_{m}"
+        if col not in pred.columns:
+            continue
+        v = pd.to_numeric(pred[col], errors="coerce").dropna().to_numpy(float)
+        if not len(v):
+            continue
+        out[m] = {"n": int(len(v)), "sd": float(v.std(ddof=1)) if len(v) > 1 else None,
+                  "development_sd": r.get("sd"), "development_sd_out_of_fold": r.get("sd_out_of_fold"),
+                  "outside_development_p01_p99": int(((v < r["p01"]) | (v > r["p99"])).sum()),
+                  "outside_development_range": int(((v < r["min"]) | (v > r["max"])).sum()),
+                  "development_p01_p99": [r["p01"], r["p99"]]}
+    return out

@@ -1,0 +1,1 @@
+"""Feature harmonisation across sites (scanners, protocols): reference-site ComBat and site files."""
