@@ -79,6 +79,7 @@ class SlicerGISTRiskParameterNode:
     bundleDirectory - model bundle folder written by ``gistrisk fit``.
     pathologyAvailable / pathologyFile - slide-feature row (or patscore) file from the pathology arm.
     paramsFile - PyRadiomics parameter file (default: the GIST paper setting).
+    siteFile - site file from ``gistrisk harmonise`` for this hospital's scanner (empty: features not harmonised).
     clinicalValuesJson - the clinical form's values (JSON object), set by code.
     """
 
@@ -90,6 +91,7 @@ class SlicerGISTRiskParameterNode:
     pathologyAvailable: bool = False
     pathologyFile: pathlib.Path
     paramsFile: pathlib.Path
+    siteFile: pathlib.Path
     clinicalValuesJson: str = "{}"
     huMin: Annotated[float, WithinRange(-1024.0, 3071.0)] = -50.0
     huMax: Annotated[float, WithinRange(-1024.0, 3071.0)] = 250.0
@@ -540,12 +542,14 @@ class SlicerGISTRiskLogic(ScriptedLoadableModuleLogic):
         bundle = str(pn.bundleDirectory or "").strip()
         pathology = str(pn.pathologyFile or "").strip() if pn.pathologyAvailable else ""
         params = str(pn.paramsFile or "").strip()
+        site = str(pn.siteFile or "").strip()
         return CaseInputs(
             volume=pn.inputVolume, segmentation=pn.inputSegmentation, segment_id=pn.tumourSegmentId,
             bundle_dir=bundle if bundle not in ("", ".") else None,
             clinical_values=json.loads(pn.clinicalValuesJson or "{}") or None,
             pathology_file=pathology if pathology not in ("", ".") else None,
-            params=params if params not in ("", ".") else None, patient_id=pn.patientId or None)
+            params=params if params not in ("", ".") else None, patient_id=pn.patientId or None,
+            site_file=site if site not in ("", ".") else None)
 
     def checkRadiomics(self, bundleDirectory: str, params=None, allowMismatch: bool = False) -> list:
         """Extract the bundle's phantom with the PyRadiomics and parameter file used here and compare.

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from gistrisk.errors import BundleError, InputError
+from gistrisk.harmonise.site import harmonise_tables, read_site_file
 
 from .clinical_form import ClinicalField, clinical_row, fields_from_schema, form_fields, nih_arguments, parse_values
 
@@ -111,7 +112,8 @@ def read_pathology(path: str | Path, model: Any, patient_id: str) -> tuple[Any |
 
 
 def radiomics_row(model: Any, features: dict[str, float], patient_id: str, params_file: str = "") -> Any:
-    """The one-row radiomics table; refuses features the bundle needs but the parameter file did not make."""
+    """The one-row radiomics table (the model's inputs and the features its harmonisation reference maps);
+    refuses features the bundle needs but the parameter file did not make."""
     import pandas as pd
 
     needed = list(getattr(model, "input_columns_", {}).get("radiomics", []))
@@ -120,14 +122,21 @@ def radiomics_row(model: Any, features: dict[str, float], patient_id: str, param
         raise InputError(f"the model needs {len(missing)} radiomics feature(s) this extraction did not produce "
                          f"(e.g. {missing[:3]}); use the parameter file the model was trained with",
                          file=params_file or None, patient=patient_id)
-    cols = needed or sorted(features)
+    reference = ((getattr(model, "info_", {}).get("harmonisation") or {}).get("references") or {}).get("radiomics")
+    mapped = [c for c in (reference["features"] if reference else []) if c in features]
+    cols = list(dict.fromkeys(needed + mapped)) or sorted(features)
     return pd.DataFrame([{"patient_id": patient_id, **{c: features[c] for c in cols}}])
 
 
 def predict_patient(model: Any, patient_id: str, radiomics: dict[str, float] | None,
                     clinical_values: dict[str, Any] | None, pathology: tuple[Any | None, float | None] | None,
-                    params_file: str = "", times: np.ndarray = CURVE_TIMES) -> PatientPrediction:
+                    params_file: str = "", times: np.ndarray = CURVE_TIMES,
+                    site_file: str | None = None) -> PatientPrediction:
     """Scores, fused risk, group, RFS curve and modified NIH category for one patient.
+
+    ``site_file`` (from ``gistrisk harmonise``) maps the features onto the development cohort's first;
+    without it a model with a harmonisation reference says the features are not harmonised. A score or
+    input outside the development range is named in ``warnings``.
 
     Raises
     ------
@@ -160,7 +169,12 @@ def predict_patient(model: Any, patient_id: str, radiomics: dict[str, float] | N
     if not given:
         raise InputError(f"no input for any modality of the model ({', '.join(mods)})", patient=patient_id)
 
+    tables, harmonisation = _harmonise(model, tables, site_file)
+    if harmonisation:
+        warnings.append(harmonisation)
     row, curve = _predict(model, tables, extra_scores, times)
+    if row.get("out_of_distribution"):
+        warnings.append(f"outside the development cohort (the model extrapolates): {row['out_of_distribution']}")
     if not np.isfinite(row.get("risk", np.nan)):
         raise InputError(f"the model cannot predict without {', '.join(missing)} (it has no fusion model for "
                          f"{', '.join(sorted(given))} alone): provide {', '.join(missing)}", patient=patient_id)
@@ -170,6 +184,20 @@ def predict_patient(model: Any, patient_id: str, radiomics: dict[str, float] | N
     nih, nih_missing = _nih(form, parsed)
     return PatientPrediction(patient_id, row, curve, dict(getattr(model, "group_curves_", {}) or {}), nih,
                              nih_missing, missing, warnings, parsed, model)
+
+
+def _harmonise(model: Any, tables: dict[str, Any], site_file: str | None) -> tuple[dict[str, Any], str]:
+    """The tables mapped with the site file, and the note for the results ("" when nothing to say)."""
+    refs = (getattr(model, "info_", {}).get("harmonisation") or {}).get("references") or {}
+    if site_file is None:
+        unharmonised = sorted(set(refs) & set(tables))
+        return tables, (f"{', '.join(unharmonised)} features not harmonised to the development cohort (no site "
+                        "file for this scanner; `gistrisk harmonise` makes one from 20+ local cases)"
+                        if unharmonised else "")
+    adjustments = read_site_file(site_file, model.info_)
+    site = next(iter(adjustments.values())).site
+    return harmonise_tables(model.info_, tables, adjustments), f"{', '.join(adjustments)} features harmonised " \
+        f"to the development cohort with site file {Path(site_file).name} (site {site})"
 
 
 def _predict(model: Any, tables: dict[str, Any], extra_scores: dict[str, float],

@@ -48,6 +48,7 @@ class CaseInputs:
     pathology_file: str | None = None  # None or "" = not available
     params: str | Path | None = None  # None = the GIST paper parameter file
     patient_id: str | None = None
+    site_file: str | None = None  # `gistrisk harmonise` site file; None = features not harmonised
 
 
 @dataclass
@@ -151,7 +152,7 @@ def run_case(inputs: CaseInputs, progress: ProgressCallback | None = None,
     if model is not None:
         report(0.96, "predicting")
         prediction = predict_patient(model, patient_id, rad.features, inputs.clinical_values, pathology,
-                                     params_file=rad.provenance.get("params_file", ""))
+                                     params_file=rad.provenance.get("params_file", ""), site_file=inputs.site_file)
     t3 = time.perf_counter()
     report(1.0, "done")
     timings = {"prepare_s": t1 - t0, "radiomics_s": t2 - t1, "predict_s": t3 - t2, "total_s": t3 - t0}
@@ -185,8 +186,8 @@ def result_table(result: CaseResult) -> Any:
             if k != "patient_id":
                 add("prediction", k, v)
         add("prediction", "modified_nih", p.nih or f"not available (needs {', '.join(p.nih_missing)})")
-        for w in p.warnings:
-            add("warning", "warning", w)
+        for i, w in enumerate(p.warnings, 1):
+            add("warning", f"warning_{i}", w)
         for k, v in p.clinical.items():
             add("clinical", k, v)
     for k, v in result.radiomics.features.items():

@@ -213,7 +213,7 @@ def predict(
     none = pred.loc[pred["risk"].isna(), "patient_id"].tolist()
     write_table(out, pred)
     if report_dir:
-        write_patient_reports(report_dir, model=m, tables=tables)
+        write_patient_reports(report_dir, model=m, tables=tables, harmonisation=harmonisation)
         typer.echo(f"per-patient reports written to {report_dir}")
     typer.echo(f"{len(pred)} predictions ({int(pred['partial'].sum())} partial) written to {out}")
     if none:

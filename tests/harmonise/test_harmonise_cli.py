@@ -74,8 +74,12 @@ def test_site_file_maps_the_site_onto_the_development_cohort_one_patient_at_a_ti
         model.info_["harmonisation"]["reference_sha256"]["radiomics"]
 
     run("predict", "--model", d / "model", *_mods(d), "--site-file", site, "--out", d / "batch.csv")
-    run("predict", "--model", d / "model", *_mods(d), "--out", d / "frozen.csv")
+    r = run("predict", "--model", d / "model", *_mods(d), "--out", d / "frozen.csv", "--report-dir", d / "reports")
     batch, frozen = pd.read_csv(d / "batch.csv"), pd.read_csv(d / "frozen.csv")
+    flagged = frozen.loc[frozen["out_of_distribution"].fillna("") != "", "patient_id"]
+    assert len(flagged) and "outside the development cohort's range" in r.stderr
+    html = (d / "reports" / f"{flagged.iloc[0]}.html").read_text()
+    assert "OUTSIDE THE DEVELOPMENT COHORT" in html and "not harmonised" in html
     assert batch["harmonisation"].str.startswith("site Hospital B").all()
     assert frozen["harmonisation"].str.contains("not harmonised").all()
     dev_sd = model.info_["model_card"]["score_ranges"]["radiomics"]["sd"]

@@ -102,6 +102,50 @@ def test_fused_prediction_lands_in_mrml(logic, lung2, demo_bundle, slide_row, lu
     assert scene.GetNumberOfNodes() == n_nodes and chart.GetNumberOfPlotSeriesNodes() == 3
 
 
+def test_site_file_harmonises_as_the_command_line_and_unharmonised_is_flagged(logic, lung2, demo_bundle, slide_row,
+                                                                              tmp_path):
+    from gistrisk.harmonise.site import harmonise_tables, read_site_file
+    from gistrisk.survival.model import MultimodalRiskModel
+
+    site_rows = pd.read_csv(demo_bundle.parent / "radiomics.csv")
+    features = site_rows.columns.drop("patient_id")
+    site_rows[features] = site_rows[features] * 1.5 + 0.1  # another scanner
+    site_rows.to_csv(tmp_path / "site_radiomics.csv", index=False)
+    site = tmp_path / "site.json"
+    run = subprocess.run([*GISTRISK, "harmonise", "--model", str(demo_bundle), "-m",
+                          f"radiomics={tmp_path / 'site_radiomics.csv'}", "--site", "B", "--out", str(site)],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    clinical = {**CLINICAL, "tumour_size_cm": "7"}
+    plain = logic.process(_inputs(lung2, bundle_dir=str(demo_bundle), pathology_file=str(slide_row),
+                                  clinical_values=clinical))
+    assert any("not harmonised" in w for w in plain.prediction.warnings)
+    result = logic.process(_inputs(lung2, bundle_dir=str(demo_bundle), pathology_file=str(slide_row),
+                                   clinical_values=clinical, site_file=str(site)))
+    assert any("harmonised to the development cohort with site file site.json" in w
+               for w in result.prediction.warnings)
+    model = MultimodalRiskModel.load(demo_bundle)
+    tables = {"radiomics": pd.DataFrame([{"patient_id": "LUNG2", **result.radiomics.features}]),
+              "clinical": pd.DataFrame([{"patient_id": "LUNG2", "tumour_size_cm": 7.0, "mitoses_per_5mm2": 4.0}]),
+              "pathology": pd.read_csv(slide_row).assign(patient_id="LUNG2")}
+    expected = model.predict(harmonise_tables(model.info_, tables, read_site_file(site, model.info_))).iloc[0]
+    p = result.prediction.prediction
+    assert p["score_radiomics"] == pytest.approx(expected["score_radiomics"], rel=1e-12)
+    assert p["score_radiomics"] != pytest.approx(plain.prediction.prediction["score_radiomics"], rel=1e-6)
+    assert p["risk"] == pytest.approx(expected["risk"], rel=1e-12)
+
+
+def test_scores_outside_the_development_range_are_named_in_the_results(logic, lung2, demo_bundle, tmp_path):
+    bundle = tmp_path / "narrow"
+    shutil.copytree(demo_bundle, bundle)
+    d = json.loads((bundle / "model.json").read_text())
+    d["info"]["model_card"]["score_ranges"]["clinical"].update({"min": -0.001, "max": 0.001, "sd": 0.5})
+    (bundle / "model.json").write_text(json.dumps(d))
+    result = logic.process(_inputs(lung2, bundle_dir=str(bundle), clinical_values={**CLINICAL, "tumour_size_cm": "30"}))
+    flagged = [w for w in result.prediction.warnings if w.startswith("outside the development cohort")]
+    assert len(flagged) == 1 and "clinical score=" in flagged[0] and " SD " in flagged[0]
+
+
 @pytest.mark.slow
 def test_partial_prediction_without_pathology_is_flagged(logic, lung2, demo_bundle):
     result = logic.process(_inputs(

@@ -66,6 +66,11 @@ def plain_language(patient_id: str, group: str, rfs36: Any, rfs60: Any, used: li
     return s
 
 
+def _text(value: Any) -> str:
+    """A free-text cell of a prediction row ("" for empty, None or NaN)."""
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+
+
 def write_patient_report(out_html: str | Path, *, model, prediction: Mapping[str, Any] | pd.Series,
                          survival_curve: tuple[Any, Any], modified_nih: str | None = None,
                          patient_id: str | None = None, features: Mapping[str, Any] | None = None,
@@ -105,7 +110,8 @@ def write_patient_report(out_html: str | Path, *, model, prediction: Mapping[str
         "risk": fmt(pred.get("risk"), 3), "used": [label(m) for m in used], "missing": [label(m) for m in missing],
         "rfs": [(f"{h // 12} year{'s' if h > 12 else ''}", _pct(pred.get(f"rfs_{h}"))) for h in (12, 36, 60)
                 if f"rfs_{h}" in pred],
-        "nih": nih, "figs": figs.uris,
+        "nih": nih, "figs": figs.uris, "ood": _text(pred.get("out_of_distribution")),
+        "harmonisation": _text(pred.get("harmonisation")),
         "contrib": [{"modality": label(m), "score": fmt(pred[f"score_{m}"], 3), "value": f"{v:+.3f}"}
                     for m, v in contrib.items()],
         "formula": fusion.formula() if fusion else None,

@@ -29,7 +29,7 @@ def report_name(patient_id: str) -> str:
 
 def write_patient_reports(out_dir: str | Path, *, model, tables: dict[str, pd.DataFrame],
                           clinical: pd.DataFrame | None = None, months=CURVE_MONTHS,
-                          overwrite: bool = False) -> pd.DataFrame:
+                          overwrite: bool = False, harmonisation: str = "") -> pd.DataFrame:
     """Write ``<out_dir>/<patient_id>.html`` for every predicted patient and ``<out_dir>/index.csv``.
 
     Parameters
@@ -40,6 +40,7 @@ def write_patient_reports(out_dir: str | Path, *, model, tables: dict[str, pd.Da
     clinical : raw clinical table (patient_id column or index) for the NIH category and the input list;
         defaults to ``tables["clinical"]``
     months : time grid of the predicted RFS curve, shape (k,)
+    harmonisation : what each report says about feature harmonisation (``predict``'s column)
 
     Returns
     -------
@@ -50,6 +51,7 @@ def write_patient_reports(out_dir: str | Path, *, model, tables: dict[str, pd.Da
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     pred = model.predict(tables).set_index(ID)
+    pred["harmonisation"] = harmonisation
     curves = model.predict_survival(tables, months)
     clin = clinical if clinical is not None else tables.get("clinical")
     if clin is not None and ID in clin.columns:
