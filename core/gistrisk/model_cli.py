@@ -225,9 +225,15 @@ def predict(
 
 def harmonise(
     model: Annotated[Path, typer.Option(help="Model bundle folder from `gistrisk fit`")],
-    modality: ModalityOpt,
-    site: Annotated[str, typer.Option(help="Name of the site (hospital, scanner or protocol) these cases come from")],
     out: Annotated[Path, typer.Option(help="Site file to write (JSON)")],
+    modality: Annotated[Optional[list[str]], typer.Option(
+        "--modality", "-m", metavar="NAME=TABLE", help="The site's feature table(s), e.g. -m radiomics=siteB.csv "
+                                                       "(and -m clinical=... for covariates)")] = None,
+    site: Annotated[Optional[str], typer.Option(
+        help="Name of the site (hospital, scanner or protocol) these cases come from")] = None,
+    development_site: Annotated[Optional[str], typer.Option(
+        help="Instead: the site file of one of the development cohort's sites (fitted with `harmonisation: "
+             "site_column`), for new patients of that site")] = None,
     clinical_dictionary: DictionaryOpt = None,
     allow_extraction_mismatch: MismatchOpt = False,
 ) -> None:
@@ -240,9 +246,19 @@ def harmonise(
     Example: gistrisk harmonise --model model/ -m radiomics=siteB/radiomics.csv --site "Hospital B" --out siteB.json
     """
     _setup_logging()
-    paths = parse_modality_args(modality)
+    if (development_site is None) == (not modality or site is None):
+        raise InputError("give either the site's tables and its name (-m radiomics=TABLE --site NAME) or "
+                         "--development-site NAME")
+    paths = parse_modality_args(modality or [])
     check_output(out, kind="file", inputs=[model, *paths.values(), *(clinical_dictionary or [])])
     m = MultimodalRiskModel.load(model)
+    if development_site is not None:
+        adjustments = development_sites(m, development_site)
+        write_site_file(out, m.info_, adjustments, provenance({"development_site": development_site},
+                                                              model=str(model)))
+        typer.echo(f"site file of development site {development_site!r} written to {out}")
+        return
+    assert site is not None  # checked above
     mismatch = check_tables(m.info_.get("extraction"), paths, allow_mismatch=allow_extraction_mismatch)
     tables = _load_tables(paths, _bundle_dictionary(m, clinical_dictionary))
     adjustments = estimate_sites(m.info_, tables, site)
@@ -254,6 +270,22 @@ def harmonise(
                    f"{float(np.median(np.abs(a.gamma))):.2f} SD, median scale {float(np.median(np.sqrt(a.delta))):.2f}x "
                    "the development cohort's")
     typer.echo(f"site file written to {out}")
+
+
+def development_sites(model, name: str) -> dict:
+    """The adjustments the final pipelines fitted for development site ``name`` (the reference site: none)."""
+    fitted = {m: p.sites_ for m, p in model.pipelines_.items() if getattr(p, "sites_", None) is not None}
+    if not fitted:
+        raise InputError("this model was fitted without several development sites (harmonisation.site_column)")
+    out = {}
+    for m, h in fitted.items():
+        if name == h.reference_site_:
+            raise InputError(f"{name!r} is the development reference site: its patients need no site file")
+        if name not in h.sites_:
+            raise InputError(f"no development site {name!r}; the model's are "
+                             f"{', '.join([h.reference_site_, *sorted(h.sites_)])}")
+        out[m] = h.sites_[name]
+    return out
 
 
 def _validate_harmonised(m, tables: dict, y, harmonise: str, bootstrap: int, seed: int) -> dict:

@@ -37,7 +37,7 @@ def numpy_for_neurocombat(monkeypatch):
 def test_equals_neurocombat_reference_batch_without_covariates(numpy_for_neurocombat):
     R, N, *_ = _two_sites()
     ref = fit_reference(R)
-    ours = apply_site(ref, estimate_site(ref, N, site="B"), N)
+    ours = apply_site(ref, estimate_site(ref, N, site="B", prior_trim=0), N)
     data = pd.concat([R, N]).T.to_numpy()
     covars = pd.DataFrame({"batch": ["A"] * len(R) + ["B"] * len(N)})
     theirs = neuroCombat(dat=data, covars=covars, batch_col="batch", ref_batch="A")["data"].T
@@ -131,3 +131,22 @@ def test_missing_feature_or_covariate_is_named():
         estimate_site(ref, N, bad, site="B")
     with pytest.raises(InputError, match="'f0'"):
         estimate_site(ref, N.drop(columns="f0"), cov_n, site="B")
+
+
+def test_a_feature_almost_constant_in_the_reference_does_not_collapse_the_others():
+    """Radiomics has features nearly constant at the development site that vary at another; with priors from
+    every feature their raw scale (here 1e8) makes every feature's shrunk scale huge (seen on the demo's
+    external scanner: the radiomics score's SD fell from 5.5 to 0.02)."""
+    R, N, *_ = _two_sites(seed=9, p=200)
+    R["flat"] = 1.0 + 1e-4 * np.random.default_rng(0).normal(size=len(R))
+    N["flat"] = 1.0 + np.random.default_rng(1).normal(size=len(N))
+    ref = fit_reference(R)
+    trimmed = apply_site(ref, estimate_site(ref, N, site="B"), N)
+    untrimmed = apply_site(ref, estimate_site(ref, N, site="B", prior_trim=0), N)
+    others = [c for c in R.columns if c != "flat"]
+
+    def ratio(H):
+        return np.median(H[others].std() / R[others].std())
+
+    assert 0.8 < ratio(trimmed) < 1.25
+    assert ratio(untrimmed) > 1.5 or ratio(untrimmed) < 0.5  # the failure the trimming prevents

@@ -30,6 +30,12 @@ MIN_SITE_CASES = 20
 #: relative change of the empirical Bayes estimates at which the iteration stops (neuroCombat's default)
 EB_TOLERANCE = 1e-4
 EB_MAX_ITERATIONS = 1000
+#: fraction of features at each end of the site's raw location and scale left out when the empirical Bayes
+#: priors are estimated (then applied to every feature). Johnson et al. use every feature; radiomics has
+#: features almost constant in the reference that vary at another site, whose raw scale (up to 1e9 times the
+#: median, measured on the simulated external scanner) makes the inverse-gamma prior degenerate and
+#: shrinks every feature's scale to that outlier's (the score collapses). 0 reproduces neuroCombat.
+PRIOR_TRIM = 0.01
 METHOD = ("reference-site ComBat (Johnson et al. 2007): parametric empirical Bayes location and scale per "
           "feature; the development cohort is the reference and is never changed")
 
@@ -157,7 +163,7 @@ def fit_reference(X: pd.DataFrame, covariates: pd.DataFrame | None = None) -> Re
 
 def estimate_site(reference: Reference, X: pd.DataFrame, covariates: pd.DataFrame | None = None, *,
                   site: str = "site", min_cases: int = MIN_SITE_CASES, empirical_bayes: bool = True,
-                  tolerance: float = EB_TOLERANCE) -> SiteAdjustment:
+                  tolerance: float = EB_TOLERANCE, prior_trim: float = PRIOR_TRIM) -> SiteAdjustment:
     """A site's ComBat location and scale from its own features (and covariates), never its outcomes.
 
     Parameters
@@ -165,6 +171,9 @@ def estimate_site(reference: Reference, X: pd.DataFrame, covariates: pd.DataFram
     X : DataFrame, shape (n, >= p)          the site's features; the reference's features are used
     covariates : DataFrame, shape (n, q)    the reference's covariates for these cases
     min_cases : a site with fewer cases is refused (InputError naming the minimum)
+    empirical_bayes : shrink each feature's location and scale towards the site's average (else plain
+        location/scale per feature)
+    prior_trim : fraction of features at each end left out of the prior estimates (:data:`PRIOR_TRIM`)
     """
     if len(X) < min_cases:
         raise InputError(f"site {site!r}: {len(X)} case(s); estimating a site's feature location and scale "
@@ -180,8 +189,9 @@ def estimate_site(reference: Reference, X: pd.DataFrame, covariates: pd.DataFram
     delta_hat = np.nanvar(Z, axis=0, ddof=1)
     delta_hat[delta_hat == 0] = 1.0
     gamma, delta = gamma_hat.copy(), delta_hat.copy()
-    if empirical_bayes and len(gamma_hat) >= 3 and np.var(delta_hat, ddof=1) > 0 and np.var(gamma_hat, ddof=1) > 0:
-        gamma, delta = _posterior(Z, gamma_hat, delta_hat, n, tolerance)
+    if empirical_bayes and len(gamma_hat) >= 3 and np.var(_central(delta_hat, prior_trim), ddof=1) > 0 and \
+            np.var(_central(gamma_hat, prior_trim), ddof=1) > 0:
+        gamma, delta = _posterior(Z, gamma_hat, delta_hat, n, tolerance, prior_trim)
     return SiteAdjustment(site, list(reference.features), gamma, delta, gamma_hat, delta_hat, len(X),
                           empirical_bayes)
 
@@ -205,11 +215,13 @@ def apply_site(reference: Reference, adjustment: SiteAdjustment, X: pd.DataFrame
 
 
 def _posterior(Z: np.ndarray, gamma_hat: np.ndarray, delta_hat: np.ndarray, n: np.ndarray,
-               tolerance: float) -> tuple[np.ndarray, np.ndarray]:
-    """Parametric empirical Bayes: normal prior on gamma, inverse gamma on delta, by method of moments,
-    then the joint posterior means by fixed-point iteration (Johnson 2007, eqs. 3.1-3.2)."""
-    gamma_bar, tau2 = gamma_hat.mean(), np.var(gamma_hat, ddof=1)
-    m, s2 = delta_hat.mean(), np.var(delta_hat, ddof=1)
+               tolerance: float, trim: float) -> tuple[np.ndarray, np.ndarray]:
+    """Parametric empirical Bayes: normal prior on gamma, inverse gamma on delta, by method of moments
+    over the central features (``trim``), then every feature's joint posterior means by fixed-point
+    iteration (Johnson 2007, eqs. 3.1-3.2)."""
+    g_central, d_central = _central(gamma_hat, trim), _central(delta_hat, trim)
+    gamma_bar, tau2 = g_central.mean(), np.var(g_central, ddof=1)
+    m, s2 = d_central.mean(), np.var(d_central, ddof=1)
     a, b = (2 * s2 + m ** 2) / s2, (m * s2 + m ** 3) / s2
     g_old, d_old = gamma_hat.copy(), delta_hat.copy()
     filled = np.where(np.isfinite(Z), Z, 0.0)
@@ -224,6 +236,15 @@ def _posterior(Z: np.ndarray, gamma_hat: np.ndarray, delta_hat: np.ndarray, n: n
         if change <= tolerance:
             break
     return g_old, d_old
+
+
+def _central(values: np.ndarray, trim: float) -> np.ndarray:
+    """``values`` between their ``trim`` and ``1 - trim`` quantiles (all of them for trim 0)."""
+    if trim <= 0:
+        return values
+    lo, hi = np.quantile(values, [trim, 1 - trim])
+    central = values[(values >= lo) & (values <= hi)]
+    return central if len(central) >= 3 else values
 
 
 def _feature_matrix(reference: Reference, X: pd.DataFrame, site: str) -> np.ndarray:

@@ -121,6 +121,9 @@ class HarmonisationConfig:
     covariates: list[str] = field(default_factory=list)
     #: a site's parameters are estimated from at least this many of its cases
     min_site_cases: int = MIN_SITE_CASES
+    #: a column (of the modality's or the clinical table) naming each development patient's hospital or
+    #: scanner: the sites are mapped onto the largest inside every cross-validation fold before fitting
+    site_column: str | None = None
 
 
 @dataclass
@@ -315,3 +318,6 @@ def _validate(cfg: FitConfig) -> None:
         if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
             raise InputError(f"config harmonisation.{key} must be a list of names, got {names!r}")
     _number(cfg.harmonisation.min_site_cases, "int", 3, None, "harmonisation.min_site_cases")
+    site_column = cfg.harmonisation.site_column
+    if site_column is not None and (not isinstance(site_column, str) or not site_column.strip()):
+        raise InputError(f"config harmonisation.site_column must be a column name or null, got {site_column!r}")

@@ -11,6 +11,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 
 from gistrisk.errors import InputError
+from gistrisk.harmonise.development import SITE, SiteHarmoniser
 from gistrisk.survival.config import ModalityConfig
 from gistrisk.survival.cox import CoxResult, cox_with_coef, fit_cox
 from gistrisk.survival.evaluation import harrell_c
@@ -44,6 +45,8 @@ class ModalityPipeline(BaseEstimator):
     no_signal_ : bool                cross-validation preferred the empty model; ``score`` is 0
     selection_ : str                 ``"paper"`` or ``"coxnet"``
     clusters_ : dict or None         frozen cluster centres when clustering is on
+    sites_ : SiteHarmoniser or None  development sites mapped onto the largest, fitted on these training rows
+                                     (when the table carries the ``SITE`` column)
     warnings_ : list of str
     """
 
@@ -57,6 +60,8 @@ class ModalityPipeline(BaseEstimator):
         time, event = np.asarray(time, float), np.asarray(event, int)
         n_events = int(event.sum())
         self.warnings_: list[str] = []
+        self.sites_ = SiteHarmoniser().fit(X) if SITE in X.columns else None
+        X = self.prepare(X)
         if n_events < 2:
             raise InputError(f"modality {self.name!r}: only {n_events} event(s) among {len(event)} patients; "
                              "a Cox model needs at least 2", file=X.attrs.get("source"))
@@ -147,13 +152,21 @@ class ModalityPipeline(BaseEstimator):
         km = KMeans(n_clusters=cfg.cluster.n_clusters, n_init=10, random_state=self.seed).fit(A)
         return {"centers": km.cluster_centers_.tolist()}
 
+    def prepare(self, X: pd.DataFrame) -> pd.DataFrame:
+        """``X`` as the preprocessing sees it: development sites mapped onto the reference site (rows of a
+        table without the ``SITE`` column are taken as on the reference already)."""
+        sites = getattr(self, "sites_", None)
+        if sites is not None:
+            return sites.transform(X)
+        return X.drop(columns=SITE) if SITE in X.columns else X
+
     def score(self, X: pd.DataFrame, time=None, event=None):
         """Without outcomes: the modality score (Cox linear predictor), shape (n,).
         With ``time`` and ``event``: Harrell's C of that score (sklearn's ``score`` convention)."""
         if getattr(self, "no_signal_", False):
             lp = np.zeros(len(X))
         else:
-            lp = self.cox_.linear_predictor(self.preprocessor_.transform(X).to_numpy(float))
+            lp = self.cox_.linear_predictor(self.preprocessor_.transform(self.prepare(X)).to_numpy(float))
         if time is None:
             return lp
         return harrell_c(time, event, lp)
@@ -164,7 +177,7 @@ class ModalityPipeline(BaseEstimator):
         """Nearest frozen cluster centre per row, shape (n,)."""
         if self.clusters_ is None:
             raise ValueError(f"modality {self.name!r} has no clusters (clustering off or no signal)")
-        A = self.preprocessor_.transform(X).to_numpy(float)
+        A = self.preprocessor_.transform(self.prepare(X)).to_numpy(float)
         C = np.asarray(self.clusters_["centers"], float)
         return np.argmin(((A[:, None, :] - C[None]) ** 2).sum(-1), axis=1)
 
@@ -179,6 +192,7 @@ class ModalityPipeline(BaseEstimator):
             "cutoff": self.cutoff_, "clusters": self.clusters_, "n_train": self.n_train_, "events_train": self.events_train_,
             "warnings": self.warnings_, "no_signal": bool(getattr(self, "no_signal_", False)),
             "selection": getattr(self, "selection_", "paper"),
+            "sites": sites.to_dict() if (sites := getattr(self, "sites_", None)) is not None else None,
         }
 
     @classmethod
@@ -195,6 +209,7 @@ class ModalityPipeline(BaseEstimator):
         p.warnings_ = d.get("warnings", [])
         p.no_signal_ = bool(d.get("no_signal", False))
         p.selection_ = d.get("selection", "paper")
+        p.sites_ = SiteHarmoniser.from_dict(d["sites"]) if d.get("sites") else None
         return p
 
     def feature_labels(self) -> list[str]:

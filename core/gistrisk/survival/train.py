@@ -23,7 +23,8 @@ from lifelines.statistics import proportional_hazard_test
 
 from gistrisk.clinical.dictionary import ClinicalDictionary, default_dictionary
 from gistrisk.errors import InputError
-from gistrisk.harmonise.site import fit_references
+from gistrisk.harmonise.development import MIN_CASES_ATTR, SITE, reference_site
+from gistrisk.harmonise.site import covariate_frame, fit_references
 from gistrisk.provenance import provenance
 from gistrisk.survival.config import FitConfig
 from gistrisk.survival.cox import fit_cox
@@ -77,6 +78,7 @@ def fit_multimodal(tables: dict[str, pd.DataFrame], outcomes: pd.DataFrame, conf
         X.attrs["source"] = df.attrs.get("source")
         data[m] = (X, outcomes.loc[ids, "time"].to_numpy(float), outcomes.loc[ids, "event"].to_numpy(int),
                    folds.loc[ids].to_numpy())
+    development_sites = _attach_sites(data, tables, config)
     K = config.fusion.oof_folds
     tasks: list[tuple[tuple[str, int | str], tuple[Any, ...]]] = []  # ((modality, fold or "final"), _fit_one args)
     for m, (X, t, e, f) in data.items():
@@ -84,7 +86,7 @@ def fit_multimodal(tables: dict[str, pd.DataFrame], outcomes: pd.DataFrame, conf
             tr = f != k
             if (f == k).any() and e[tr].sum() >= 2:
                 Xtr = X[tr]
-                Xtr.attrs["source"] = X.attrs.get("source")
+                Xtr.attrs.update(X.attrs)
                 tasks.append(((m, k), (m, config.for_modality(m), config.seed + k, Xtr, t[tr], e[tr])))
         tasks.append(((m, "final"), (m, config.for_modality(m), config.seed, X, t, e)))
     fitted = Parallel(n_jobs=config.n_jobs)(delayed(_fit_one)(*args) for _, args in tasks)
@@ -129,7 +131,8 @@ def fit_multimodal(tables: dict[str, pd.DataFrame], outcomes: pd.DataFrame, conf
     early = fit_early_fusion(final, data, outcomes, config) if config.fusion.early_fusion and len(mods) > 1 else None
     S = oof[mods].dropna()  # the patients with every modality: the fusion Cox's training rows
     cv["proportional_hazards"] = {
-        **{m: ph_test(final[m].preprocessor_.transform(data[m][0]).to_numpy(float), data[m][1], data[m][2],
+        **{m: ph_test(final[m].preprocessor_.transform(final[m].prepare(data[m][0])).to_numpy(float), data[m][1],
+                      data[m][2],
                       final[m].selected_, config.for_modality(m).cox.penalizer) for m in mods},
         "fusion": ph_test(S.to_numpy(float), outcomes.loc[S.index, "time"], outcomes.loc[S.index, "event"], mods,
                           config.fusion.penalizer)}
@@ -149,8 +152,10 @@ def fit_multimodal(tables: dict[str, pd.DataFrame], outcomes: pd.DataFrame, conf
     info["treatment"] = treatment
     info["model_card"] = model_card(final, data, outcomes, mods, oof)
     h = config.harmonisation
-    info["harmonisation"] = fit_references({m: d[0] for m, d in data.items()} | _covariate_tables(tables, data),
+    info["harmonisation"] = fit_references(_reference_rows(data) | _covariate_tables(tables, data),
                                            h.modalities, h.covariates, h.min_site_cases)
+    if info["harmonisation"] and development_sites:
+        info["harmonisation"]["development_sites"] = development_sites
     return MultimodalRiskModel(final, fusion, early, schema, {**km["curves"], "logrank_p": km["logrank_p"],
                                                               "cross_validated": True}, cv, info, oof_scores=oof)
 
@@ -177,6 +182,54 @@ def _treatment_columns(tables, config: FitConfig, dictionary: ClinicalDictionary
     return tables, record
 
 
+def _attach_sites(data, tables, config: FitConfig) -> dict[str, Any]:
+    """With ``harmonisation.site_column``: each harmonised modality's table gets the patient's site in
+    :data:`SITE`, so that every pipeline maps the development sites onto the largest one on its own training
+    rows. Returns per modality the reference site and the number of patients per site ({} without)."""
+    h = config.harmonisation
+    if not h.site_column:
+        return {}
+    out = {}
+    for m in [m for m in h.modalities if m in data]:
+        X, t, e, f = data[m]
+        frame = covariate_frame(tables, m, [h.site_column], X.index)
+        assert frame is not None  # one name asked for
+        site = frame[h.site_column]
+        empty = site.isna() | (site.astype(str).str.strip() == "")
+        if empty.any():
+            raise InputError(f"harmonisation site column {h.site_column!r} is empty", patient=str(site.index[empty][0]),
+                             column=h.site_column)
+        X = X.drop(columns=[h.site_column], errors="ignore").assign(**{SITE: site.astype(str).str.strip()})
+        X.attrs.update(data[m][0].attrs)
+        X.attrs[MIN_CASES_ATTR] = h.min_site_cases
+        data[m] = (X, t, e, f)
+        counts = X[SITE].value_counts()
+        out[m] = {"site_column": h.site_column, "reference_site": reference_site(X[SITE]),
+                  "patients": {str(k): int(v) for k, v in sorted(counts.items())}}
+        log.info("%s: development sites %s; the largest, %s, is the reference", m, dict(counts),
+                 out[m]["reference_site"])
+    if "clinical" in data and h.site_column in data["clinical"][0].columns:
+        X, t, e, f = data["clinical"]
+        kept = X.drop(columns=[h.site_column])
+        kept.attrs.update(X.attrs)
+        data["clinical"] = (kept, t, e, f)  # the hospital names where a patient was treated, not a risk factor
+    return out
+
+
+def _reference_rows(data) -> dict[str, pd.DataFrame]:
+    """Each modality's development rows the harmonisation reference describes: all of them, or with
+    several development sites the reference site's (without the site column)."""
+    out = {}
+    for m, (X, *_rest) in data.items():
+        if SITE in X.columns:
+            rows = X[X[SITE] == reference_site(X[SITE])].drop(columns=SITE)
+            rows.attrs.update(X.attrs)
+            out[m] = rows
+        else:
+            out[m] = X
+    return out
+
+
 def _covariate_tables(tables, data) -> dict[str, pd.DataFrame]:
     """The clinical table as given (harmonisation covariates may be columns the model does not use)."""
     return {"clinical": tables["clinical"]} if "clinical" in tables and "clinical" not in data else {}
@@ -190,7 +243,7 @@ def model_card(final: dict[str, ModalityPipeline], data, outcomes: pd.DataFrame,
     t, e = outcomes["time"].to_numpy(float), outcomes["event"].to_numpy(int)
     ranges: dict[str, dict[str, Any]] = {}
     for m in mods:
-        X, pre = data[m][0], final[m].preprocessor_
+        X, pre = final[m].prepare(data[m][0]), final[m].preprocessor_
         r: dict[str, Any] = {}
         for c in pre.numeric_:
             v = pd.to_numeric(X[c], errors="coerce").dropna().to_numpy(float)
@@ -323,7 +376,7 @@ def selection_comparison(data, oof: pd.DataFrame, config: FitConfig, pipes) -> d
             if (m, k) not in pipes or not te.any():
                 continue
             Xtr = X[tr]
-            Xtr.attrs["source"] = X.attrs.get("source")
+            Xtr.attrs.update(X.attrs)
             scores[alt][te] = _fit_one(m, alt_cfg, config.seed + k, Xtr, t[tr], e[tr]).score(X[te])
         res = {}
         for name, sc in scores.items():
@@ -337,7 +390,7 @@ def _early_matrix(pipes: dict[str, ModalityPipeline], data, ids) -> np.ndarray:
     cols = []
     for m, p in pipes.items():
         X = data[m][0].loc[ids]
-        cols.append(p.preprocessor_.transform(X).to_numpy(float))
+        cols.append(p.preprocessor_.transform(p.prepare(X)).to_numpy(float))
     return np.hstack(cols)
 
 
