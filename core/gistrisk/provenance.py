@@ -14,7 +14,7 @@ import gistrisk
 
 DEFAULT_PACKAGES = (
     "numpy", "pandas", "scipy", "scikit-learn", "scikit-survival", "lifelines", "SimpleITK",
-    "pyradiomics-bhklab", "torch", "torchvision", "openslide-python", "tiffslide", "shapely",
+    "pyradiomics-bhklab", "torch", "torchvision", "openslide-python", "tiffslide", "shapely", "timm", "h5py",
 )
 #: the distributions whose versions decide radiomics feature values (recorded with every extraction)
 RADIOMICS_PACKAGES = ("pyradiomics-bhklab", "SimpleITK", "numpy", "PyWavelets")

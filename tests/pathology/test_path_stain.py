@@ -152,8 +152,8 @@ def test_none_leaves_pixels_unchanged_and_fit_is_deterministic(he, six_tiles_for
 def test_stain_config_validation_and_resolution(tmp_path):
     from gistrisk.errors import InputError
 
-    with pytest.raises(InputError, match="macenko"):
-        StainConfig(method="macenko")
+    with pytest.raises(InputError, match="vahadane"):
+        StainConfig(method="vahadane")
     assert StainConfig.from_dict(None).method == "none"  # classifiers from before stain normalisation
     trained = StainConfig(target_mean=(50, 30, -10)).to_dict()
     cfg, warn = resolve_stain(trained, None)

@@ -1,4 +1,4 @@
-"""`gistrisk pathology ...`: tiles, train, features: options -> :mod:`gistrisk.pathology.runs` (and
+"""`gistrisk pathology ...`: tiles, train, features, aggregate: options -> :mod:`gistrisk.pathology.runs` (and
 :mod:`gistrisk.pathology.train`) -> console. Heavy imports stay inside the commands."""
 
 from __future__ import annotations
@@ -13,14 +13,16 @@ from gistrisk.pathology.checks import check_int, check_number
 from gistrisk.paths import check_output
 from qupath_bridge import groovy_script
 
-app = typer.Typer(no_args_is_help=True, help="H&E slides: tiles, tissue classifier, slide features.")
+app = typer.Typer(no_args_is_help=True, help="H&E slides: tiles, tissue classifier, slide features, "
+                                             "re-aggregation from stored tile embeddings.")
 
 _BACKEND_HELP = "Slide reader: openslide, tiffslide, pil (PNG/JPEG) or auto."
 _MPP_HELP = "Microns per pixel for slides that record none (a slide's recorded value is used instead)."
 _MPP_OVERRIDE_HELP = ("Microns per pixel that REPLACES the value each slide records (a scan with wrong metadata); "
                       "printed as a warning and recorded in the outputs.")
 _STAIN_HELP = ("Colour normalisation of each slide to a reference H&E: reinhard (LAB mean/std of tissue, "
-               "so slides stained differently look alike) or none.")
+               "so slides stained differently look alike), macenko (haematoxylin and eosin vectors and amounts "
+               "estimated per slide and mapped to the reference's) or none.")
 
 
 @app.command("tiles", epilog=(
@@ -96,16 +98,37 @@ def tiles(
     "Examples:\n\n"
     "gistrisk pathology train --tiles tiles/ --out classifier/ --weights resnet50-11ad3fa6.pth\n\n"
     "gistrisk pathology train --tiles a.tiles.parquet --tiles b.tiles.parquet --out clf/ --epochs 2 --device cpu\n\n"
+    "gistrisk pathology train --tiles tiles/ --out clf_uni/ --encoder timm --encoder-weights UNI/ --freeze-encoder\n\n"
     "ImageNet weights cannot be downloaded on an offline machine: fetch torchvision's ResNet50 "
     "IMAGENET1K_V2 file elsewhere and pass it with --weights (.pth or .safetensors). Without it the "
-    "network starts from random weights (fine for tests, poor for real use).\n\n"
+    "network starts from random weights (fine for tests, poor for real use). Another encoder: "
+    "--encoder timm:<model> with its weights file, or --encoder timm with a timm/Hugging Face folder "
+    "(config.json + weights); nothing is downloaded. Recipes for UNI, Virchow2, H-optimus, Prov-GigaPath: "
+    "docs/pathology_encoders.md.\n\n"
     "The tiles must hold labels of at least two classes. A class with fewer than 5 labelled tiles, or "
     "none in the validation split, is warned about (console, classifier header, provenance.json): its "
     "validation accuracy means little."))
 def train(
     tiles: list[Path] = typer.Option(..., "--tiles", help="Tiles Parquet file(s) or folder(s) of them."),
     out: Path = typer.Option(..., "--out", help="Output folder for the classifier."),
-    weights: Optional[Path] = typer.Option(None, "--weights", help="ResNet50 start weights (ImageNet)."),
+    weights: Optional[Path] = typer.Option(None, "--weights", "--encoder-weights",
+                                           help="Encoder start weights: ResNet50 (ImageNet) .pth/.safetensors, or "
+                                                "a timm encoder's file or folder (config.json + weights)."),
+    encoder: str = typer.Option("resnet50", "--encoder",
+                                help="Tile encoder: resnet50 (the paper's), timm:<model> (any timm model), or timm "
+                                     "(the model a --encoder-weights folder's config.json names)."),
+    encoder_arg: Optional[list[str]] = typer.Option(None, "--encoder-arg",
+                                                    help="KEY=VALUE passed to timm.create_model (repeatable), e.g. "
+                                                         "mlp_layer=SwiGLUPacked, act_layer=silu, init_values=1e-5."),
+    encoder_pool: str = typer.Option("default", "--encoder-pool",
+                                     help="Tile embedding of a timm encoder: default (the model's own pooling) or "
+                                          "cls+mean (class token + mean patch token, as for Virchow)."),
+    freeze_encoder: bool = typer.Option(False, "--freeze-encoder",
+                                        help="Train the classification head only; the encoder keeps its weights."),
+    encoder_mean: Optional[str] = typer.Option(None, "--encoder-mean",
+                                               help="R,G,B input mean of a timm encoder (default: its folder's "
+                                                    "config.json, else timm's configuration of the model name)."),
+    encoder_std: Optional[str] = typer.Option(None, "--encoder-std", help="R,G,B input std of a timm encoder."),
     epochs: int = typer.Option(30, "--epochs"),
     batch_size: int = typer.Option(64, "--batch-size"),
     lr: float = typer.Option(1e-4, "--lr"),
@@ -119,20 +142,25 @@ def train(
                                                    help="H&E image whose colours are the target (default: "
                                                         "built-in H&E target)."),
 ) -> None:
-    """Train the ResNet50 tissue classifier on labelled tiles (paper recipe by default)."""
+    """Train the tissue classifier on labelled tiles (the paper's ResNet50 and recipe by default)."""
     import logging
 
-    from gistrisk.pathology.stain import StainConfig, read_reference
+    from gistrisk.pathology.encoders import parse_encoder_args, parse_rgb, resolve_encoder
+    from gistrisk.pathology.stain import StainConfig, stain_config_from_reference
     from gistrisk.pathology.train import TrainConfig, check_classes, train_classifier
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     check_output(out, kind="dir", option="--out")
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, val_fraction=val_fraction, seed=seed,
                       device=device, num_workers=workers, augment=not no_augment,
-                      stain=StainConfig(method=stain_normalise))
+                      stain=StainConfig(method=stain_normalise), freeze_encoder=freeze_encoder)
+    spec = resolve_encoder(encoder, weights, args=parse_encoder_args(encoder_arg), pool=encoder_pool,
+                           mean=parse_rgb(encoder_mean, "--encoder-mean"), std=parse_rgb(encoder_std, "--encoder-std"))
+    typer.echo(f"encoder {spec.name}: {spec.feature_dim}-d embedding, input "
+               f"{spec.input_size or 'tile'} px, mean {list(spec.mean)}, std {list(spec.std)}, weights "
+               f"{spec.weights or 'none (random initialisation)'}", err=True)
     if stain_reference is not None:
-        mean, std = read_reference(stain_reference)
-        cfg.stain = StainConfig(method=stain_normalise, target_mean=mean, target_std=std)
+        cfg.stain = stain_config_from_reference(stain_normalise, stain_reference)
     df, sources, meta, files = _load_tiles(tiles)
     if int(df["label"].notna().sum()) == 0:
         raise InputError("no labelled tiles in " + ", ".join(map(str, tiles)) + " (tile with --annotations)")
@@ -142,7 +170,7 @@ def train(
         typer.echo(f"epoch {row['epoch']}/{epochs}: loss {row['train_loss']:.4f}, "
                    f"train acc {row['train_accuracy']:.3f}, val acc {row['val_accuracy']:.3f}", err=True)
 
-    res = train_classifier(df, out, cfg, weights=weights, sources=sources, tile_meta=meta, on_epoch=report,
+    res = train_classifier(df, out, cfg, encoder=spec, sources=sources, tile_meta=meta, on_epoch=report,
                            on_warning=lambda w: typer.echo(f"warning: {w}", err=True))
     typer.echo(f"{out / 'classifier.safetensors'}: best epoch {res.best_epoch}, "
                f"validation accuracy {res.best_val_accuracy:.3f}; class balance {res.class_balance}")
@@ -160,7 +188,10 @@ def train(
     "--review-geojson writes one <slide file name without extension>.tiles.geojson per slide (characters "
     "other than letters, digits, '.', '_', '-' and space become '_'), the name "
     "qupath_bridge/groovy/import_tile_predictions.groovy looks for; slides whose names give the same "
-    "file are refused."))
+    "file are refused. Every tile's embedding, class probabilities and coordinates are kept in "
+    "<out stem>.embeddings/<slide_id>.h5 (HDF5 as CLAM/TRIDENT: datasets coords, features, probs), from "
+    "which `gistrisk pathology aggregate` recomputes the table without the network; --no-embeddings keeps "
+    "none (ResNet50: 8 KB per tile)."))
 def features(
     classifier: Path = typer.Option(..., "--classifier", help="Classifier folder (or its .safetensors)."),
     slides: Optional[Path] = typer.Option(None, "--slides", help="A folder of slides."),
@@ -175,6 +206,11 @@ def features(
     batch_size: int = typer.Option(64, "--batch-size"),
     workers: int = typer.Option(-1, "--workers", help="Tile-decoding processes per slide (-1 = automatic)."),
     device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
+    decode: Optional[str] = typer.Option(None, "--decode",
+                                         help="Where JPEG tiles are decoded: cpu (worker processes; default), gpu "
+                                              "(in batches on the inference device; nvJPEG on CUDA) or auto (gpu on "
+                                              "CUDA). Tiles the device path cannot take go the CPU path, counted."),
+    compile_: bool = typer.Option(False, "--compile", help="Run the network through torch.compile."),
     jobs: int = typer.Option(1, "--jobs", help="Slides processed in parallel (local processes)."),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler address tcp://host:port."),
     review_geojson: Optional[Path] = typer.Option(None, "--review-geojson",
@@ -182,20 +218,28 @@ def features(
                                                        "as import_tile_predictions.groovy looks for them."),
     stain_normalise: Optional[str] = typer.Option(None, "--stain-normalise",
                                                   help=_STAIN_HELP + " Default: the classifier's training setting."),
+    embeddings: Optional[Path] = typer.Option(None, "--embeddings",
+                                              help="Folder for the per-slide tile embeddings (default: "
+                                                   "<out stem>.embeddings beside --out)."),
+    no_embeddings: bool = typer.Option(False, "--no-embeddings", help="Keep no per-tile embeddings."),
 ) -> None:
-    """Slide-level pathomics: mean 2048-d ResNet50 feature of each slide's tumour tiles."""
+    """Slide-level pathomics: mean embedding of each slide's tumour tiles (2048-d ResNet50 by default)."""
     from gistrisk.pathology.engine import InferenceConfig
     from gistrisk.pathology.features import FeatureConfig
     from gistrisk.pathology.runs import feature_cohort
 
     check_output(out, kind="file", inputs=[classifier, slides, manifest])
+    if no_embeddings and embeddings is not None:
+        raise InputError("give --embeddings FOLDER or --no-embeddings, not both")
     check_int(jobs, "--jobs", 1)
     _check_mpp_options(mpp, mpp_override)
     fcfg = FeatureConfig(tumour_threshold=tumour_threshold)
-    infer = InferenceConfig(batch_size=batch_size, num_workers=workers, device=device)
+    infer = InferenceConfig(batch_size=batch_size, num_workers=workers, device=device, compile=compile_,
+                            **({"decode": decode} if decode is not None else {}))
     res = feature_cohort(classifier, _entries(slides, manifest), out, mpp=mpp, mpp_override=mpp_override,
                          backend=backend, feature=fcfg, inference=infer, min_tissue=min_tissue,
                          stain_normalise=stain_normalise, review_geojson=review_geojson, jobs=jobs,
+                         embeddings=False if no_embeddings else (embeddings or True),
                          scheduler=scheduler, on_message=_echo_err)
     typer.echo(res.summary())
     if review_geojson:
@@ -205,6 +249,28 @@ def features(
         raise typer.Exit(1)
 
 
+@app.command("aggregate", epilog=(
+    "Examples:\n\n"
+    "gistrisk pathology aggregate --embeddings slide_features.embeddings/ --out slide_features_t07.parquet "
+    "--tumour-threshold 0.7\n\n"
+    "Reads the <slide_id>.h5 files `gistrisk pathology features` kept and writes the slide-feature table it "
+    "would have written with this threshold (same columns, same extraction record for `gistrisk fit`), "
+    "without running the network. The provenance records that it came from stored embeddings and each "
+    "file's sha256. Files of different classifiers, encoders, tile grids or stain settings are refused."))
+def aggregate(
+    embeddings: list[Path] = typer.Option(..., "--embeddings", help="Folder(s) of <slide_id>.h5 files, or files."),
+    out: Path = typer.Option(..., "--out", help="Output table (.parquet or .csv)."),
+    tumour_threshold: float = typer.Option(0.5, "--tumour-threshold", help="Min tumour probability of a tile."),
+) -> None:
+    """Slide features from stored tile embeddings, without running the network."""
+    from gistrisk.pathology.features import FeatureConfig
+    from gistrisk.pathology.runs import aggregate_embeddings
+
+    res = aggregate_embeddings(embeddings, out, feature=FeatureConfig(tumour_threshold=tumour_threshold),
+                               on_message=_echo_err)
+    typer.echo(res.summary())
+
+
 def _entries(slides: Optional[Path], manifest: Optional[Path]):
     """The slides of a batch, from --slides FOLDER or --manifest CSV (--mpp / --mpp-override are applied by
     the run where an entry gives none)."""
@@ -212,7 +278,10 @@ def _entries(slides: Optional[Path], manifest: Optional[Path]):
 
     if (slides is None) == (manifest is None):
         raise InputError("give exactly one of --slides FOLDER or --manifest CSV (`tiles` also takes --slide FILE)")
-    return read_manifest(manifest) if manifest is not None else folder_entries(slides)
+    if manifest is not None:
+        return read_manifest(manifest)
+    assert slides is not None  # exactly one of the two was given
+    return folder_entries(slides)
 
 
 def _check_mpp_options(mpp: Optional[float], mpp_override: Optional[float]) -> None:

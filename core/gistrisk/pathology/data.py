@@ -61,7 +61,8 @@ class TileDataset(Dataset):
     def __len__(self) -> int:
         return len(self.slide)
 
-    def _handle(self, path: str) -> Slide:
+    def handle(self, path: str) -> Slide:
+        """The open slide ``path`` of this process (opened on first use, one set per process)."""
         if self._pid != os.getpid():  # a fresh worker process: never share the parent's handles
             self._handles, self._pid = {}, os.getpid()
         h = self._handles.get(path)
@@ -73,7 +74,7 @@ class TileDataset(Dataset):
     def read(self, i: int) -> np.ndarray:
         """Tile i as an RGB uint8 array (tile_size, tile_size, 3), without augmentation."""
         x, y, level, read_size, tile_size = (int(v) for v in self.xyl[i])
-        return self._handle(self.slide[i]).read_tile(x, y, level, read_size, tile_size)
+        return self.handle(self.slide[i]).read_tile(x, y, level, read_size, tile_size)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         arr = self.read(i)

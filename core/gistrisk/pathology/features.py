@@ -1,4 +1,5 @@
-"""Slide-level pathomics: the mean 2048-d feature of a slide's tumour tiles."""
+"""Slide-level pathomics: the mean feature of a slide's tumour tiles (2048-d with the paper's ResNet50;
+the embedding size of the encoder otherwise)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,14 @@ import pandas as pd
 from gistrisk.pathology.annotations import bridge_errors
 from gistrisk.pathology.checks import check_number
 from gistrisk.pathology.classes import TUMOUR
+from gistrisk.pathology.columns import feature_columns  # the one column rule (torch-free, shared with simulate)
 from gistrisk.pathology.model import FEATURE_DIM
 from qupath_bridge.tiles import write_tile_predictions
 
-FEATURE_COLUMNS = [f"path_{i:04d}" for i in range(FEATURE_DIM)]
 FLAG_NO_TUMOUR = "no_tumour_tiles"
+
+#: the columns of the paper's ResNet50 features, path_0000..path_2047
+FEATURE_COLUMNS = feature_columns(FEATURE_DIM)
 
 
 @dataclass
@@ -37,7 +41,7 @@ def pool_tumour_features(probs: np.ndarray, feats: np.ndarray, classes: list[str
                          config: FeatureConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Mean feature of tumour tiles.
 
-    probs: (N, C); feats: (N, 2048) -> (vector (2048,) float64, NaN when no tumour tile;
+    probs: (N, C); feats: (N, D) -> (vector (D,) float64, NaN when no tumour tile;
     tumour mask (N,) bool).
     """
     cfg = config or FeatureConfig()
@@ -49,9 +53,10 @@ def pool_tumour_features(probs: np.ndarray, feats: np.ndarray, classes: list[str
     return feats[mask].astype(np.float64).mean(axis=0), mask
 
 
-def features_table(results: list[dict]) -> pd.DataFrame:
-    """Worker results -> ``patient_id, slide_id, n_tumour_tiles, path_0000..path_2047, n_tiles, flag``."""
-    rows = np.full((len(results), FEATURE_DIM), np.nan)
+def features_table(results: list[dict], dim: int = FEATURE_DIM) -> pd.DataFrame:
+    """Worker results -> ``patient_id, slide_id, n_tumour_tiles, path_0000..path_{dim-1}, n_tiles, flag``
+    (``dim``: the encoder's embedding size)."""
+    rows = np.full((len(results), dim), np.nan)
     for i, r in enumerate(results):
         if r.get("features") is not None:
             rows[i] = np.asarray(r["features"], np.float64)
@@ -64,7 +69,7 @@ def features_table(results: list[dict]) -> pd.DataFrame:
         "n_tiles": np.array([r["n_tiles"] for r in results], np.int64),
         "flag": pd.array([r.get("flag") for r in results], dtype="string"),
     })
-    return pd.concat([head, pd.DataFrame(rows, columns=FEATURE_COLUMNS), tail], axis=1)
+    return pd.concat([head, pd.DataFrame(rows, columns=feature_columns(dim)), tail], axis=1)
 
 
 def tile_predictions_frame(tiles: pd.DataFrame, probs: np.ndarray, classes: list[str],

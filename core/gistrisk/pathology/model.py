@@ -1,8 +1,10 @@
 """The tissue classifier's architecture and weight files (no training or data code here).
 
-A torchvision ResNet50 whose ``fc`` predicts the six tissue classes; ``forward`` returns the logits
-and the 2048-d global-average-pool features. Parameter names are torchvision's, so an ImageNet
-ResNet50 state dict loads as is (its 1000-class head is replaced).
+By default (the paper's) a torchvision ResNet50 whose ``fc`` predicts the six tissue classes;
+``forward`` returns the logits and the 2048-d global-average-pool features. Parameter names are
+torchvision's, so an ImageNet ResNet50 state dict loads as is (its 1000-class head is replaced).
+Or any timm encoder (:mod:`gistrisk.pathology.encoders`) with a linear head ``fc`` on its embedding
+(:class:`TimmClassifier`); the header's ``encoder`` entry rebuilds it from the classifier file alone.
 
 ImageNet weights are NOT downloaded: this machine may be offline. Download them once elsewhere
 (``torchvision.models.ResNet50_Weights.IMAGENET1K_V2``, file ``resnet50-11ad3fa6.pth``) and pass
@@ -17,18 +19,34 @@ import math
 from pathlib import Path
 from typing import Any
 
+import timm
 import torch
 from torch import nn
 
 from gistrisk.errors import InputError
 from gistrisk.pathology.checks import check_int, check_number
 from gistrisk.pathology.classes import CLASSES, TUMOUR
+from gistrisk.pathology.encoders import (
+    ARCH_RESNET50,
+    ARCH_TIMM,
+    RESNET50,
+    RESNET50_DIM,
+    EncoderSpec,
+    create_timm_encoder,
+    encoder_features,
+    load_timm_weights,
+    read_state_dict,
+    state_dict_mismatch,
+)
 from gistrisk.pathology.stain import StainConfig
 
-ARCHITECTURE = "torchvision.resnet50"
+ARCHITECTURE = ARCH_RESNET50
 HEADER_KEY = "gistrisk"
 HEADER_SCHEMA = 1
-FEATURE_DIM = 2048
+FEATURE_DIM = RESNET50_DIM
+
+__all__ = ["ARCHITECTURE", "FEATURE_DIM", "TimmClassifier", "TissueClassifier", "build_model", "check_header",
+           "encoder_spec", "load_backbone", "load_classifier", "read_state_dict", "save_classifier"]
 
 
 class TissueClassifier(nn.Module):
@@ -36,6 +54,18 @@ class TissueClassifier(nn.Module):
 
     forward: (B, 3, H, W) float, normalised -> (logits (B, n_classes), features (B, 2048)).
     """
+
+    # the torchvision ResNet50's children, registered in __init__ (declared for the type checker)
+    conv1: nn.Conv2d
+    bn1: nn.BatchNorm2d
+    relu: nn.ReLU
+    maxpool: nn.MaxPool2d
+    layer1: nn.Sequential
+    layer2: nn.Sequential
+    layer3: nn.Sequential
+    layer4: nn.Sequential
+    avgpool: nn.AdaptiveAvgPool2d
+    fc: nn.Linear
 
     def __init__(self, num_classes: int = len(CLASSES)):
         super().__init__()
@@ -46,6 +76,7 @@ class TissueClassifier(nn.Module):
         for name, module in net.named_children():
             self.add_module(name, module)
         self.num_classes = num_classes
+        self.feature_dim = FEATURE_DIM
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) -> (B, 2048) global-average-pooled layer4 features."""
@@ -58,56 +89,68 @@ class TissueClassifier(nn.Module):
         return self.fc(f), f
 
 
-def build_model(num_classes: int = len(CLASSES), seed: int | None = 0) -> TissueClassifier:
-    """A randomly initialised classifier; ``seed`` makes the initialisation reproducible."""
+class TimmClassifier(nn.Module):
+    """A timm encoder (``encoder``) with a linear tissue-class head (``fc``) on its embedding.
+
+    forward: (B, 3, H, W) float, normalised -> (logits (B, n_classes), features (B, D)), D =
+    ``spec.feature_dim``; tiles of another size than ``spec.input_size`` are resized first.
+    """
+
+    def __init__(self, spec: EncoderSpec, num_classes: int = len(CLASSES)):
+        super().__init__()
+        self.spec = spec
+        self.encoder = create_timm_encoder(spec)
+        self.fc = nn.Linear(spec.feature_dim, num_classes)
+        self.num_classes = num_classes
+        self.feature_dim = spec.feature_dim
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) -> (B, D) tile embeddings."""
+        return encoder_features(self.encoder, self.spec, x)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f = self.features(x)
+        return self.fc(f), f
+
+
+Classifier = TissueClassifier | TimmClassifier
+
+
+def build_model(num_classes: int = len(CLASSES), seed: int | None = 0,
+                encoder: EncoderSpec | None = None) -> Classifier:
+    """A randomly initialised classifier (the paper's ResNet50 unless ``encoder`` names a timm model);
+    ``seed`` makes the initialisation reproducible. Weights are loaded by :func:`load_backbone`."""
+    def make() -> Classifier:
+        if encoder is None or encoder.timm_model is None:
+            return TissueClassifier(num_classes)
+        return TimmClassifier(encoder, num_classes)
+
     if seed is None:
-        return TissueClassifier(num_classes)
+        return make()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return TissueClassifier(num_classes)
+        return make()
 
 
-def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Tensors and metadata of a weights file: ``.safetensors`` or a torch ``.pth``/``.pt``.
-
-    A ``.pth`` is read with ``torch.load(weights_only=True)`` (no code can run); a checkpoint dict
-    with ``state_dict``/``model`` is unwrapped and a ``module.`` prefix (DataParallel) removed.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("weights file not found", file=str(path))
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors import safe_open
-
-            with safe_open(str(path), framework="pt", device="cpu") as f:
-                meta = dict(f.metadata() or {})
-                sd = {k: f.get_tensor(k) for k in f.keys()}
-        else:
-            obj = torch.load(str(path), map_location="cpu", weights_only=True)
-            meta = {}
-            for key in ("state_dict", "model", "model_state_dict"):
-                if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-                    obj = obj[key]
-            if not isinstance(obj, dict):
-                raise TypeError(f"expected a state dict, found {type(obj).__name__}")
-            sd = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
-    except InputError:
-        raise
-    except Exception as e:
-        raise InputError(f"cannot read weights ({type(e).__name__}: {e}); expected a .safetensors file or a "
-                         "torch state dict (.pth) readable with weights_only=True", file=str(path)) from e
-    sd = {k.removeprefix("module."): v for k, v in sd.items()}
-    return sd, meta
+def encoder_spec(header: dict[str, Any]) -> EncoderSpec:
+    """The encoder of a (checked) classifier header; headers from before encoders were a choice are ResNet50."""
+    return EncoderSpec.from_dict(header.get("encoder"))
 
 
-def check_state_dict(sd: dict[str, torch.Tensor], model: TissueClassifier, *, file: str,
+def check_state_dict(sd: dict[str, torch.Tensor], model: Classifier, *, file: str,
                      require_head: bool) -> bool:
-    """Raise InputError unless ``sd`` is a ResNet50 (and, with require_head, has our class count).
+    """Raise InputError unless ``sd`` is the model's encoder (and, with require_head, has our class count).
 
     Returns whether the head (fc) in ``sd`` fits the model.
     """
     expected = model.state_dict()
+    if isinstance(model, TimmClassifier):
+        problem = state_dict_mismatch({k: v for k, v in sd.items() if not k.startswith("fc.")},
+                                      {k: v for k, v in expected.items() if not k.startswith("fc.")},
+                                      f"timm model {model.spec.timm_model}")
+        if problem:
+            raise InputError(f"classifier weights do not fit its encoder {model.spec.name}: {problem}", file=file)
+        return _head_fits(sd, model, expected, file=file, require_head=require_head)
     backbone = [k for k in expected if not k.startswith("fc.")]
     missing = [k for k in backbone if k not in sd]
     wrong = [k for k in backbone if k in sd and tuple(sd[k].shape) != tuple(expected[k].shape)]
@@ -123,6 +166,12 @@ def check_state_dict(sd: dict[str, torch.Tensor], model: TissueClassifier, *, fi
         if unexpected:
             parts.append(f"{len(unexpected)} tensors ResNet50 does not have (e.g. {unexpected[0]})")
         raise InputError("not a torchvision ResNet50 weights file: " + "; ".join(parts), file=file)
+    return _head_fits(sd, model, expected, file=file, require_head=require_head)
+
+
+def _head_fits(sd: dict[str, torch.Tensor], model: Classifier, expected: dict[str, torch.Tensor], *, file: str,
+               require_head: bool) -> bool:
+    """Whether ``sd`` holds a head (fc) for the model's classes; with require_head, InputError if not."""
     head_shape = tuple(sd["fc.weight"].shape) if "fc.weight" in sd else None
     head_ok = head_shape == tuple(expected["fc.weight"].shape) and "fc.bias" in sd
     if require_head and not head_ok:
@@ -133,11 +182,15 @@ def check_state_dict(sd: dict[str, torch.Tensor], model: TissueClassifier, *, fi
     return head_ok
 
 
-def load_backbone(model: TissueClassifier, path: str | Path) -> dict[str, Any]:
-    """Load ResNet50 weights (e.g. ImageNet) into ``model`` for training; an unfitting head is kept fresh.
+def load_backbone(model: Classifier, path: str | Path) -> dict[str, Any]:
+    """Load encoder weights into ``model`` for training: ResNet50 weights (e.g. ImageNet; an unfitting
+    head is kept fresh), or a timm encoder's checkpoint (its own head dropped; the tissue head stays fresh).
 
     Returns a short record of what was loaded.
     """
+    if isinstance(model, TimmClassifier):
+        spec = EncoderSpec.from_dict({**model.spec.to_dict(), "weights": str(path)})
+        return {**load_timm_weights(model.encoder, spec), "head_loaded": False}
     sd, _ = read_state_dict(path)
     head_ok = check_state_dict(sd, model, file=str(path), require_head=False)
     if not head_ok:
@@ -146,21 +199,26 @@ def load_backbone(model: TissueClassifier, path: str | Path) -> dict[str, Any]:
     return {"weights": str(path), "head_loaded": head_ok}
 
 
-def save_classifier(path: str | Path, model: TissueClassifier, header: dict[str, Any]) -> None:
-    """Write weights as safetensors (fp32, contiguous) with ``header`` as JSON metadata, atomically."""
+def save_classifier(path: str | Path, model: Classifier, header: dict[str, Any]) -> None:
+    """Write weights as safetensors (fp32, contiguous) with ``header`` as JSON metadata, atomically.
+
+    The header gets the model's ``architecture``, and a timm model's ``encoder`` (its :class:`EncoderSpec`).
+    """
     from safetensors.torch import save_file
 
     from gistrisk.atomic import atomic_path
 
     sd = {k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype).contiguous()
           for k, v in model.state_dict().items()}
-    meta = {HEADER_KEY: json.dumps({"schema": HEADER_SCHEMA, "architecture": ARCHITECTURE, **header},
-                                   default=str)}
+    if isinstance(model, TimmClassifier):
+        header = {**header, "encoder": model.spec.to_dict()}
+    arch = ARCH_TIMM if isinstance(model, TimmClassifier) else ARCHITECTURE
+    meta = {HEADER_KEY: json.dumps({"schema": HEADER_SCHEMA, "architecture": arch, **header}, default=str)}
     with atomic_path(path) as tmp:
         save_file(sd, str(tmp), metadata=meta)
 
 
-def load_classifier(path: str | Path) -> tuple[TissueClassifier, dict[str, Any]]:
+def load_classifier(path: str | Path) -> tuple[Classifier, dict[str, Any]]:
     """A trained classifier (``classifier.safetensors`` or the folder holding it) -> (model in eval mode, header)."""
     path = Path(path)
     if path.is_dir():
@@ -174,11 +232,16 @@ def load_classifier(path: str | Path) -> tuple[TissueClassifier, dict[str, Any]]
     except ValueError as e:
         raise InputError(f"classifier header is not valid JSON ({e})", file=str(path)) from e
     check_header(header, str(path))
+    spec = encoder_spec(header)
     with torch.device("meta"):  # no random initialisation: every tensor comes from the file
-        model = TissueClassifier(len(header["classes"]))
+        model = build_model(len(header["classes"]), seed=None, encoder=spec)
     check_state_dict(sd, model, file=str(path), require_head=True)
-    # copy into fresh (aligned) CPU memory: tensors mapped from the file can take other kernel paths
-    model = model.to_empty(device="cpu")
+    if any(name not in sd for name, _ in model.named_buffers()):
+        # buffers computed at construction that the file does not hold (e.g. relative position
+        # indices, rotary tables): build for real, then load every tensor the file has
+        model = build_model(len(header["classes"]), seed=0, encoder=spec)
+    else:  # copy into fresh (aligned) CPU memory: tensors mapped from the file can take other kernel paths
+        model = model.to_empty(device="cpu")
     model.load_state_dict(sd, strict=True)
     return model.eval(), header
 
@@ -190,8 +253,13 @@ def check_header(header: Any, file: str) -> None:
     if header.get("schema") != HEADER_SCHEMA:
         raise InputError(f"classifier header schema {header.get('schema')!r} is not supported "
                          f"(this version reads {HEADER_SCHEMA})", file=file)
-    if header.get("architecture") != ARCHITECTURE:
-        raise InputError(f"architecture {header.get('architecture')!r} is not {ARCHITECTURE}", file=file)
+    if header.get("architecture") not in (ARCHITECTURE, ARCH_TIMM):
+        raise InputError(f"architecture {header.get('architecture')!r} is not {ARCHITECTURE} or {ARCH_TIMM}",
+                         file=file)
+    if header["architecture"] == ARCH_TIMM and header.get("encoder") is None:
+        raise InputError("classifier header lacks 'encoder' (which timm model, its arguments and embedding size)",
+                         file=file)
+    _check_encoder(header, file)
     for key in ("classes", "tile_size", "mpp", "mean", "std"):
         if key not in header:
             raise InputError(f"classifier header lacks {key!r}", file=file)
@@ -225,3 +293,22 @@ def check_header(header: Any, file: str) -> None:
                 or not all(math.isfinite(x) for x in (*cfg.target_mean, *cfg.target_std)) \
                 or isinstance(cfg.n_fit_tiles, bool) or not isinstance(cfg.n_fit_tiles, int) or cfg.n_fit_tiles < 1:
             raise InputError(f"classifier header field 'stain' is not a stain setting: {stain!r}", file=file)
+
+
+def _check_encoder(header: dict[str, Any], file: str) -> None:
+    """Raise InputError naming ``file`` unless the header's ``encoder`` entry (if any) fits its architecture."""
+    if header.get("encoder") is None:
+        return
+    try:
+        spec = EncoderSpec.from_dict(header["encoder"])
+    except (TypeError, ValueError) as e:
+        raise InputError(f"classifier header field 'encoder' is not an encoder setting ({e})", file=file) from e
+    if (spec.timm_model is None) != (header["architecture"] == ARCHITECTURE):
+        raise InputError(f"classifier header field 'encoder' names {spec.name} but the architecture is "
+                         f"{header['architecture']}", file=file)
+    if spec.timm_model is None and spec.feature_dim != FEATURE_DIM:
+        raise InputError(f"classifier header field 'encoder': {RESNET50} gives {FEATURE_DIM} features, not "
+                         f"feature_dim {spec.feature_dim}", file=file)
+    if spec.timm_model is not None and not timm.is_model(spec.timm_model):
+        raise InputError(f"classifier header field 'encoder': {spec.name!r} is not a timm model in timm "
+                         f"{timm.__version__}", file=file)

@@ -22,6 +22,8 @@ if TYPE_CHECKING:  # torch-backed modules load only when features are computed (
 
 #: how a slide's mpp was chosen (see :class:`Slide`), kept in tiles metadata and batch results
 MPP_KEYS = ("mpp", "mpp_source", "mpp_recorded", "mpp_unused")
+#: the features run's settings recorded in each slide's embeddings file (and read back by `aggregate`)
+EMBEDDING_PARAMETERS = ("classifier_sha256", "tile_config", "feature", "backend", "stain", "encoder")
 _CLASSIFIERS: dict[tuple[str, float], tuple[Any, dict]] = {}
 
 
@@ -104,11 +106,17 @@ def features_one(slide: str | Path, model, header: dict, *, patient_id: str, sli
                  mpp: float | None = None, backend: str = "auto", tile_config: TileConfig | None = None,
                  inference: InferenceConfig | None = None, feature_config: FeatureConfig | None = None,
                  review_geojson: str | Path | None = None, stain: StainConfig | None = None,
-                 mpp_override: float | None = None) -> dict:
-    """Slide -> {patient_id, slide_id, n_tiles, n_tumour_tiles, features (2048 floats or None), flag,
-    mpp, mpp_source, mpp_recorded, mpp_unused}.
+                 mpp_override: float | None = None, embeddings: str | Path | None = None,
+                 parameters: dict | None = None) -> dict:
+    """Slide -> {patient_id, slide_id, n_tiles, n_tumour_tiles, features (D floats or None), flag,
+    mpp, mpp_source, mpp_recorded, mpp_unused, embeddings, embeddings_sha256, stain_fit (what the stain
+    normalisation fitted on the slide, with a fallback reason if it left the slide as scanned), decode
+    (:meth:`~gistrisk.pathology.gpu_decode.DecodeReport.to_dict`: where the tiles were decoded, and how
+    many fell back to the CPU path and why; also in the embeddings file's provenance)}.
 
     ``stain`` (default: the classifier header's setting) is fitted on this slide's tiles.
+    ``embeddings``: the HDF5 file to keep every tile's coordinates, embedding and class probabilities
+    in (:mod:`gistrisk.pathology.embeddings`), with ``parameters`` (the run's settings) in its provenance.
 
     The tile grid uses the classifier's tile size and mpp. A slide without tumour tiles gets
     ``features=None`` and ``flag="no_tumour_tiles"`` (never a zero vector).
@@ -122,6 +130,7 @@ def features_one(slide: str | Path, model, header: dict, *, patient_id: str, sli
         tile_predictions_frame,
         write_review_geojson,
     )
+    from gistrisk.pathology.gpu_decode import DecodeReport
 
     tcfg = tile_config or TileConfig()
     tcfg = TileConfig.from_dict({**tcfg.to_dict(), "tile_size": int(header["tile_size"]),
@@ -131,7 +140,11 @@ def features_one(slide: str | Path, model, header: dict, *, patient_id: str, sli
         tiles = tile_slide(s, tcfg, slide_id=slide_id)
         src = SlideSource(str(s.path), s.backend, s.mpp)
         mpp_info = {k: getattr(s, k) for k in MPP_KEYS}
-    probs, feats = predict_tiles(model, header, tiles, src, inference, stain)
+    fitted: dict = {}
+    report = DecodeReport()
+    probs, feats = predict_tiles(model, header, tiles, src, inference, stain, stain_fit=fitted, report=report)
+    decode = report.to_dict()
+    stain_fit = next(iter(fitted.values()), None)  # one slide; None without normalisation
     vec, mask = pool_tumour_features(probs, feats, header["classes"], fcfg)
     sid = slide_id or Path(slide).stem
     if review_geojson:
@@ -142,10 +155,23 @@ def features_one(slide: str | Path, model, header: dict, *, patient_id: str, sli
                              provenance({"feature": fcfg.to_dict(), "tile": tcfg.to_dict(),
                                         "stain": (stain.to_dict() if stain else header.get("stain"))},
                                        slide=str(slide)))
+    emb_hash = None
+    if embeddings:
+        from gistrisk.pathology.embeddings import write_embeddings
+        from gistrisk.provenance import file_sha256, provenance
+
+        write_embeddings(embeddings, tiles, feats, probs, classes=list(header["classes"]), slide_id=sid,
+                         patient_id=str(patient_id), slide=str(slide), target_mpp=float(header["mpp"]),
+                         level0_mpp=mpp_info["mpp"],
+                         provenance=provenance(parameters or {}, slide=str(slide), slide_mpp=mpp_info,
+                                               stain_fit=stain_fit, decode=decode,
+                                               classifier_header={k: v for k, v in header.items() if k != "versions"}))
+        emb_hash = file_sha256(embeddings)
     n_t = int(mask.sum())
     return {"patient_id": str(patient_id), "slide_id": sid, "n_tiles": int(len(tiles)), "n_tumour_tiles": n_t,
             "features": None if n_t == 0 else vec.tolist(), "flag": FLAG_NO_TUMOUR if n_t == 0 else None,
-            **mpp_info}
+            **mpp_info, "embeddings": str(embeddings) if embeddings else None, "embeddings_sha256": emb_hash,
+            "stain_fit": stain_fit, "decode": decode}
 
 
 def features_worker(inputs: dict) -> dict:
@@ -169,7 +195,9 @@ def features_worker(inputs: dict) -> dict:
             inference=InferenceConfig(**inputs["inference"]),
             feature_config=FeatureConfig(**inputs["feature"]),
             review_geojson=inputs.get("review_geojson"),
-            stain=StainConfig.from_dict(inputs["stain"]) if "stain" in inputs else None)
+            stain=StainConfig.from_dict(inputs["stain"]) if "stain" in inputs else None,
+            embeddings=inputs.get("embeddings"),
+            parameters={k: inputs[k] for k in EMBEDDING_PARAMETERS if k in inputs})
 
 
 def torch_threads_per_job(jobs: int) -> int:

@@ -1,5 +1,6 @@
 """Pathology runs: one slide's tiles (``tile_single``), and cohort runs on the batch engine: slides ->
-tiles tables (``tile_cohort``), slides + classifier -> slide features (``feature_cohort``).
+tiles tables (``tile_cohort``), slides + classifier -> slide features and per-tile embeddings
+(``feature_cohort``); and stored embeddings -> slide features without the network (``aggregate_embeddings``).
 
 Each run builds the batch items and their cache fingerprints, drops cache entries whose outputs were
 deleted, writes the failures table and provenance, and returns what happened (counts, output paths,
@@ -12,10 +13,11 @@ are kept in the result's ``messages``.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -31,6 +33,7 @@ from gistrisk.provenance import file_sha256, provenance
 from qupath_bridge.naming import RULE, file_name_clashes, tile_predictions_file_name
 
 if TYPE_CHECKING:  # torch-backed: loaded only by feature_cohort, so tiling never imports torch
+    from gistrisk.pathology.embeddings import SlideEmbeddings
     from gistrisk.pathology.engine import InferenceConfig
     from gistrisk.pathology.features import FeatureConfig
 
@@ -108,12 +111,32 @@ class FeatureCohortResult:
     n_no_tumour: int
     n_cached: int
     messages: list[str] = field(default_factory=list)
+    embeddings: Path | None = None
 
     def summary(self) -> str:
         """The line ``gistrisk pathology features`` prints."""
         return (f"{self.table}: {self.n_done} slides ({self.n_cached} from cache), {self.n_no_tumour} without "
                 f"tumour tiles, {self.n_failed} failed"
                 + (f" (see {self.failures})" if self.n_failed + self.n_no_tumour else ""))
+
+
+@dataclass
+class AggregateResult:
+    """Slide features re-computed from stored per-tile embeddings (no network run)."""
+
+    table: Path
+    failures: Path
+    provenance: Path
+    n_slides: int
+    n_no_tumour: int
+    seconds: float
+    messages: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """The line ``gistrisk pathology aggregate`` prints."""
+        return (f"{self.table}: {self.n_slides} slides from stored embeddings in {self.seconds:.2f} s (no network "
+                f"run), {self.n_no_tumour} without tumour tiles" + (f" (see {self.failures})" if self.n_no_tumour
+                                                                     else ""))
 
 
 def tile_single(slide: str | Path, out: str | Path, config: TileConfig | None = None, *,
@@ -195,11 +218,15 @@ def feature_cohort(classifier: str | Path, slides: str | Path | Sequence[SlideEn
                    feature: FeatureConfig | dict | None = None, inference: InferenceConfig | dict | None = None,
                    min_tissue: float = 0.5, stain_normalise: str | None = None,
                    review_geojson: str | Path | None = None, jobs: int = 1, scheduler: str | None = None,
-                   progress: bool = True, on_message: Callable[[str], None] | None = None) -> FeatureCohortResult:
-    """Slide-level pathomics of every slide: the mean 2048-d ResNet50 feature of its tumour tiles.
+                   progress: bool = True, on_message: Callable[[str], None] | None = None,
+                   embeddings: str | Path | bool = True) -> FeatureCohortResult:
+    """Slide-level pathomics of every slide: the mean embedding of its tumour tiles (2048-d ResNet50
+    features by default; the classifier's encoder decides).
 
     Failures are recorded and the rest go on; re-runs resume from ``<out stem>.cache``. Slides without
-    tumour tiles get NaN features, flag ``no_tumour_tiles`` and a row in the failures table.
+    tumour tiles get NaN features, flag ``no_tumour_tiles`` and a row in the failures table. Every
+    tile's embedding, class probabilities and coordinates are kept in ``<slide_id>.h5`` per slide
+    (see :mod:`gistrisk.pathology.embeddings`), so :func:`aggregate_embeddings` can recompute the table.
 
     Parameters
     ----------
@@ -215,10 +242,13 @@ def feature_cohort(classifier: str | Path, slides: str | Path | Sequence[SlideEn
     review_geojson : folder for one ``<slide file name>.tiles.geojson`` per slide, named as QuPath's
         import_tile_predictions.groovy looks for it; slides whose names give one file are refused.
     jobs, scheduler : local processes, or the address of a Dask scheduler.
+    embeddings : folder for the per-slide embeddings files; True (default) = ``<out stem>.embeddings``
+        beside ``out``; False = keep none.
     """
     from gistrisk.pathology.engine import InferenceConfig
     from gistrisk.pathology.features import FLAG_NO_TUMOUR, FeatureConfig, features_table
-    from gistrisk.pathology.model import load_classifier
+    from gistrisk.pathology.gpu_decode import DecodeReport
+    from gistrisk.pathology.model import encoder_spec, load_classifier
     from gistrisk.pathology.pipeline import features_worker
     from gistrisk.pathology.stain import resolve_stain
 
@@ -228,6 +258,10 @@ def feature_cohort(classifier: str | Path, slides: str | Path | Sequence[SlideEn
     review = Path(review_geojson) if review_geojson else None
     if review is not None:
         check_output(review, kind="dir", option="--review-geojson")
+    emb_dir = (out.with_name(out.stem + ".embeddings") if embeddings is True
+               else Path(embeddings) if embeddings else None)
+    if emb_dir is not None:
+        check_output(emb_dir, kind="dir", option="--embeddings")
     entries = slide_entries(slides, mpp, mpp_override)
     messages = _Messages(on_message)
     fcfg = feature if isinstance(feature, FeatureConfig) else FeatureConfig(**(feature or {}))
@@ -236,6 +270,7 @@ def feature_cohort(classifier: str | Path, slides: str | Path | Sequence[SlideEn
     clf_file = classifier / "classifier.safetensors" if classifier.is_dir() else classifier
     _, header = load_classifier(clf_file)  # fail fast on a bad classifier, before the batch
     clf_hash = file_sha256(clf_file)
+    encoder = encoder_spec(header)
     stain, stain_warning = resolve_stain(header.get("stain"), stain_normalise)
     if stain_warning:
         messages(f"warning: {stain_warning}")
@@ -245,18 +280,23 @@ def feature_cohort(classifier: str | Path, slides: str | Path | Sequence[SlideEn
               "backend": backend, "stain": stain.to_dict()}
     if review is not None:
         review.mkdir(parents=True, exist_ok=True)
+    if emb_dir is not None:
+        emb_dir.mkdir(parents=True, exist_ok=True)
     cache = out.with_name(out.stem + ".cache")
     items = []
     for e in entries:
         geo = str(review / review_names[e.slide_id]) if review is not None else None
+        emb = str(emb_dir / f"{e.slide_id}.h5") if emb_dir is not None else None
         inputs = {"slide": e.slide, "slide_id": e.slide_id, "patient_id": e.patient_id, "mpp": e.mpp,
                   "mpp_override": e.mpp_override, "classifier": str(clf_file.resolve()), "inference": infer,
-                  "review_geojson": geo,
+                  "review_geojson": geo, "embeddings": emb, "encoder": encoder.to_dict(),
                   "torch_threads": torch_threads_per_job(jobs) if (jobs > 1 and not scheduler) else None,
                   **params}
-        fp_params = {k: v for k, v in inputs.items() if k not in ("inference", "torch_threads", "classifier")}
+        # the encoder is part of the classifier (its hash is in params)
+        fp_params = {k: v for k, v in inputs.items()
+                     if k not in ("inference", "torch_threads", "classifier", "encoder")}
         fp_params["slide_fp"] = slide_fingerprint(e.slide)
-        if geo and not Path(geo).exists():  # review file deleted since: recompute
+        if any(f and not Path(f).exists() for f in (geo, emb)):  # review or embeddings file deleted: recompute
             cache_path(cache, e.slide_id).unlink(missing_ok=True)
         items.append(BatchItem(e.slide_id, inputs, file_fingerprint(params=fp_params)))
     res = run_batch(items, features_worker, cache_dir=cache, jobs=jobs, scheduler=scheduler, desc="slides",
@@ -265,7 +305,11 @@ def feature_cohort(classifier: str | Path, slides: str | Path | Sequence[SlideEn
     results = list(res.done.values())
     for sid, r in res.done.items():
         messages(mpp_message(by_id[sid].slide, r))
-    write_table(out, features_table(results))
+        if (r.get("stain_fit") or {}).get("fallback"):
+            messages(f"warning: slide {by_id[sid].slide}: {r['stain_fit']['fallback']}")
+        for line in DecodeReport(**r["decode"]).messages() if r.get("decode") else []:
+            messages(f"warning: slide {by_id[sid].slide}: {line.removeprefix('warning: ')}")
+    write_table(out, features_table(results, encoder.feature_dim))
     fails = failure_rows(res.failures, by_id)
     flagged = [{"slide_id": r["slide_id"], "patient_id": r["patient_id"], "slide": by_id[r["slide_id"]].slide,
                 "error_type": FLAG_NO_TUMOUR,
@@ -276,15 +320,103 @@ def feature_cohort(classifier: str | Path, slides: str | Path | Sequence[SlideEn
     result = FeatureCohortResult(table=out, failures=sidecar(out, "failures", ".csv"),
                                  provenance=sidecar(out, "provenance", ".json"), review_geojson=review,
                                  n_slides=len(entries), n_done=len(results), n_failed=len(res.failures),
-                                 n_no_tumour=len(flagged), n_cached=res.skipped_cached, messages=messages.lines)
+                                 n_no_tumour=len(flagged), n_cached=res.skipped_cached, messages=messages.lines,
+                                 embeddings=emb_dir)
     write_table(result.failures, fails)
     write_json(result.provenance,
-               provenance({**params, "inference": infer}, classifier=str(clf_file),
+               provenance({**params, "inference": infer, "encoder": encoder.to_dict()}, classifier=str(clf_file),
                           classifier_header={k: v for k, v in header.items() if k != "versions"},
                           slides=[e.__dict__ for e in entries],
                           slide_mpp={sid: {k: r.get(k) for k in MPP_KEYS} for sid, r in res.done.items()},
                           n_done=len(results),
-                          n_failed=len(res.failures), n_no_tumour=len(flagged), skipped_cached=res.skipped_cached))
+                          n_failed=len(res.failures), n_no_tumour=len(flagged), skipped_cached=res.skipped_cached,
+                          embeddings={sid: {"file": r["embeddings"], "sha256": r["embeddings_sha256"]}
+                                      for sid, r in res.done.items() if r.get("embeddings")},
+                          stain_fit={sid: r.get("stain_fit") for sid, r in res.done.items()},
+                          stain_fallbacks=sorted(sid for sid, r in res.done.items()
+                                                 if (r.get("stain_fit") or {}).get("fallback")),
+                          decode={sid: r.get("decode") for sid, r in res.done.items()},
+                          decode_fallbacks={sid: sum(r["decode"]["fallback"].values()) for sid, r in res.done.items()
+                                            if (r.get("decode") or {}).get("fallback")}))
+    return result
+
+
+#: what must agree between the slides pooled into one table from stored embeddings
+_SAME_RUN = ("classifier_sha256", "encoder", "tile_config", "stain", "backend")
+
+
+def aggregate_embeddings(embeddings: str | Path | Sequence[str | Path], out: str | Path, *,
+                         feature: FeatureConfig | dict | None = None,
+                         on_message: Callable[[str], None] | None = None) -> AggregateResult:
+    """Slide features from stored per-tile embeddings, without running the network: the table
+    :func:`feature_cohort` writes, for any tumour threshold.
+
+    Parameters
+    ----------
+    embeddings : folders of ``<slide_id>.h5`` files (as ``feature_cohort`` writes them) and/or files;
+        all from one classifier, encoder, tile grid and stain setting (else InputError naming two files).
+    out : the table (.parquet or .csv); beside it ``<stem>.failures.csv`` (slides without tumour tiles)
+        and ``<stem>.provenance.json`` (source: embeddings, each file's sha256; the extraction settings
+        ``gistrisk fit`` records, as for the table ``feature_cohort`` writes).
+    feature : tumour-tile pooling settings (:class:`~gistrisk.pathology.features.FeatureConfig` or its fields).
+    """
+    from gistrisk.pathology.embeddings import embedding_files, read_embeddings
+    from gistrisk.pathology.features import FLAG_NO_TUMOUR, FeatureConfig, features_table, pool_tumour_features
+
+    start = time.perf_counter()
+    out = Path(out)
+    if out.suffix.lower() not in (".parquet", ".csv"):
+        raise InputError(f"--out {out}: give a .parquet or .csv file")
+    sources = [embeddings] if isinstance(embeddings, (str, Path)) else list(embeddings)
+    check_output(out, kind="file", inputs=sources)
+    messages = _Messages(on_message)
+    fcfg = feature if isinstance(feature, FeatureConfig) else FeatureConfig(**(feature or {}))
+    results: list[dict[str, Any]] = []
+    records: list[dict[str, Any]] = []
+    first: tuple[SlideEmbeddings, dict[str, Any]] | None = None
+    for f in embedding_files(sources):
+        emb = read_embeddings(f)
+        run = {k: emb.parameters.get(k) for k in _SAME_RUN}
+        if first is None:
+            first = (emb, run)
+        else:
+            for k in _SAME_RUN:
+                if run[k] != first[1][k]:
+                    raise InputError(f"{f.name} and {first[0].path.name} come from different features runs "
+                                     f"({k}: {str(run[k])[:80]} vs {str(first[1][k])[:80]}); aggregate the embeddings "
+                                     "of one classifier and setting at a time", file=str(f))
+            if emb.features.shape[1] != first[0].features.shape[1] or emb.classes != first[0].classes:
+                raise InputError(f"{f.name} and {first[0].path.name} differ in embedding size or classes", file=str(f))
+        if fcfg.tumour_class not in emb.classes:
+            raise InputError(f"no class {fcfg.tumour_class!r} among {emb.classes}", file=str(f))
+        if any(r["slide_id"] == emb.slide_id for r in results):
+            raise InputError(f"slide_id {emb.slide_id!r} appears in two embeddings files", file=str(f))
+        vec, mask = pool_tumour_features(emb.probs, emb.features, emb.classes, fcfg)
+        n_t = int(mask.sum())
+        results.append({"patient_id": emb.patient_id, "slide_id": emb.slide_id, "n_tiles": len(emb.coords),
+                        "n_tumour_tiles": n_t, "features": None if n_t == 0 else vec,
+                        "flag": FLAG_NO_TUMOUR if n_t == 0 else None})
+        records.append({"slide_id": emb.slide_id, "file": str(f), "sha256": file_sha256(f), "slide": emb.slide})
+    assert first is not None  # embedding_files returns at least one file
+    write_table(out, features_table(results, first[0].features.shape[1]))
+    flagged = pd.DataFrame([{"slide_id": r["slide_id"], "patient_id": r["patient_id"], "slide": rec["slide"],
+                             "error_type": FLAG_NO_TUMOUR,
+                             "message": f"no tile predicted tumour with probability >= {fcfg.tumour_threshold} among "
+                                        f"{r['n_tiles']} tissue tiles; features left empty (NaN)"}
+                            for r, rec in zip(results, records) if r["flag"] == FLAG_NO_TUMOUR],
+                           columns=FAILURE_COLUMNS)
+    seconds = time.perf_counter() - start
+    result = AggregateResult(table=out, failures=sidecar(out, "failures", ".csv"),
+                             provenance=sidecar(out, "provenance", ".json"), n_slides=len(results),
+                             n_no_tumour=len(flagged), seconds=seconds, messages=messages.lines)
+    write_table(result.failures, flagged)
+    first_prov = first[0].provenance
+    write_json(result.provenance,
+               provenance({**{k: first[0].parameters.get(k) for k in _SAME_RUN}, "feature": fcfg.to_dict(),
+                           "source": "embeddings"},
+                          embeddings=records, classifier_header=first_prov.get("classifier_header"),
+                          extracted_with=first_prov.get("versions"), n_slides=len(results),
+                          n_no_tumour=len(flagged), seconds=seconds))
     return result
 
 

@@ -41,6 +41,12 @@ class LevelChoice:
     effective_mpp: float
 
 
+def resize_filter(read_size: int, tile_size: int) -> str:
+    """The filter that takes a read square to the tile size: "box" when shrinking (an average over
+    each output pixel's footprint), "bilinear" when enlarging (PIL's definitions)."""
+    return "box" if read_size > tile_size else "bilinear"
+
+
 class Slide:
     """A whole-slide image opened read-only with one backend.
 
@@ -58,7 +64,7 @@ class Slide:
         variable ``GISTRISK_FAST_TIFF`` is ``0``.
     """
 
-    def __init__(self, path: str | Path, backend: Backend = "auto", mpp: float | None = None,
+    def __init__(self, path: str | Path, backend: Backend | str = "auto", mpp: float | None = None,
                  fast_tiff: bool | None = None, *, mpp_override: float | None = None):
         self.path = Path(path)
         if not self.path.is_file():
@@ -67,9 +73,10 @@ class Slide:
         self._fast: TiffTileReader | None = None
         self._fast_tried = False
         self.backend, self._h = _open(self.path, backend)
-        self.dimensions: tuple[int, int] = tuple(int(v) for v in self._h.dimensions)  # (w, h)
+        width, height = self._h.dimensions
+        self.dimensions: tuple[int, int] = (int(width), int(height))  # (w, h)
         self.level_count: int = int(self._h.level_count)
-        self.level_dimensions = [tuple(int(v) for v in d) for d in self._h.level_dimensions]
+        self.level_dimensions = [(int(w), int(h)) for w, h in self._h.level_dimensions]
         self.level_downsamples = [float(d) for d in self._h.level_downsamples]
         #: the file's own mpp (None: it records none); mpp_source: "metadata", "given" (``mpp``
         #: filled a file without it) or "override" (``mpp_override`` replaced the recorded value)
@@ -120,8 +127,8 @@ class Slide:
         if tile_size is not None and tile_size != read_size:
             from PIL import Image
 
-            arr = np.asarray(Image.fromarray(arr).resize((tile_size, tile_size), Image.Resampling.BOX
-                                                          if read_size > tile_size else Image.Resampling.BILINEAR))
+            arr = np.asarray(Image.fromarray(arr).resize(
+                (tile_size, tile_size), Image.Resampling[resize_filter(read_size, tile_size).upper()]))
         return arr
 
     @property
@@ -234,7 +241,7 @@ class _PlainImage:
         from PIL import Image
 
         with Image.open(path) as im:
-            self._arr = np.asarray(im.convert("RGB"))
+            self._arr: np.ndarray | None = np.asarray(im.convert("RGB"))  # None once closed
         h, w = self._arr.shape[:2]
         self.dimensions = (w, h)
         self.level_count = 1
@@ -245,6 +252,7 @@ class _PlainImage:
     def read_region(self, loc: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
         x, y = loc
         w, h = size
+        assert self._arr is not None, "read from a closed slide"
         out = np.full((h, w, 3), 255, np.uint8)
         src = self._arr[max(y, 0):y + h, max(x, 0):x + w]
         out[max(-y, 0):max(-y, 0) + src.shape[0], max(-x, 0):max(-x, 0) + src.shape[1]] = src
@@ -253,6 +261,7 @@ class _PlainImage:
     def get_thumbnail(self, size: tuple[int, int]):
         from PIL import Image
 
+        assert self._arr is not None, "read from a closed slide"
         im = Image.fromarray(self._arr)
         im.thumbnail(size, Image.Resampling.BOX)
         return im
@@ -261,7 +270,7 @@ class _PlainImage:
         self._arr = None
 
 
-def _open(path: Path, backend: Backend):
+def _open(path: Path, backend: Backend | str):  # any text: manifests and CLIs pass it on, checked here
     if backend not in ("openslide", "tiffslide", "pil", "auto"):
         raise InputError(f"unknown slide backend {backend!r} (openslide, tiffslide, pil or auto)", file=str(path))
     if backend == "auto":

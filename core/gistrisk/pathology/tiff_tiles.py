@@ -34,6 +34,8 @@ JPEG = 7
 LOSSLESS = {1: "none", 5: "lzw", 8: "deflate", 32946: "deflate"}
 DEFAULT_CACHE_TILES = 128  # ~25 MB of 256 px RGB tiles per open slide
 ZERO_RUN = bytes(32)
+# Adobe APP14 segment: version 100, no flags, colour transform 0 (components are RGB, not YCbCr)
+ADOBE_RGB = b"\xff\xee\x00\x0eAdobe\x00\x64\x00\x00\x00\x00\x00"
 
 
 class _Decline(Exception):
@@ -52,6 +54,27 @@ class _Level:
     counts: tuple[int, ...]
     decode: Callable[[bytes, int], np.ndarray]
     jpeg: bool
+    tables: bytes | None = None  # the page's shared JPEGTables (abbreviated tile streams)
+    rgb: bool = False  # photometric RGB: JPEG data stored without a colour transform (Aperio)
+
+
+class TileUnavailable(Exception):
+    """A tile whose compressed stream cannot be handed to another JPEG decoder; ``str()`` says why."""
+
+
+@dataclass(frozen=True)
+class JpegLevel:
+    """Geometry of a JPEG-tiled level served by the reader (level px; tiles are ``tile_w`` x ``tile_h``,
+    ``across`` x ``down`` of them, edge tiles padded); ``rgb``: the JPEG data is untransformed RGB."""
+
+    width: int
+    height: int
+    tile_w: int
+    tile_h: int
+    across: int
+    down: int
+    downsample: float
+    rgb: bool
 
 
 class TiffTileReader:
@@ -125,13 +148,7 @@ class TiffTileReader:
             if tile is not None:
                 self._cache.move_to_end(key)
                 return tile
-        count = lv.counts[index]
-        if count == 0:  # a missing tile: OpenSlide's rules for these differ by vendor
-            raise _Decline
-        data = os.pread(self._fd, count, lv.offsets[index]) if hasattr(os, "pread") else self._read_at(
-            lv.offsets[index], count)
-        if len(data) != count:
-            raise OSError(f"tile {index} of level {level}: {len(data)} of {count} bytes (truncated file)")
+        data = self._raw(lv, level, index)
         if lv.jpeg and not jpeg_intact(data):
             raise _Decline  # damaged or garbled (Aperio): OpenSlide raises an error or renders it blank
         tile = lv.decode(data, index)
@@ -143,6 +160,57 @@ class TiffTileReader:
             while len(self._cache) > self.cache_tiles:
                 self._cache.popitem(last=False)
         return tile
+
+    def _raw(self, lv: _Level, level: int, index: int) -> bytes:
+        """The stored (compressed) bytes of one TIFF tile."""
+        count = lv.counts[index]
+        if count == 0:  # a missing tile: OpenSlide's rules for these differ by vendor
+            raise _Decline
+        data = os.pread(self._fd, count, lv.offsets[index]) if hasattr(os, "pread") else self._read_at(
+            lv.offsets[index], count)
+        if len(data) != count:
+            raise OSError(f"tile {index} of level {level}: {len(data)} of {count} bytes (truncated file)")
+        return data
+
+    # -- compressed tiles for decoders elsewhere (gistrisk.pathology.gpu_decode) ---------------------
+    def jpeg_level(self, level: int) -> JpegLevel | None:
+        """The geometry of ``level`` when the reader serves it and its tiles are JPEG, else None."""
+        lv = self.levels[level] if 0 <= level < len(self.levels) else None
+        if lv is None or not lv.jpeg:
+            return None
+        return JpegLevel(lv.width, lv.height, lv.tile_w, lv.tile_h, lv.across, len(lv.counts) // lv.across,
+                         lv.downsample, lv.rgb)
+
+    def jpeg_stream(self, level: int, index: int) -> bytes:
+        """Tile ``index`` of JPEG level ``level`` as one complete JPEG stream any decoder reads to the
+        pixels this reader gives (see :func:`complete_jpeg`); raises :class:`TileUnavailable` (why) for
+        a tile to leave to the CPU path: missing, damaged or cut, an RGB tile carrying its own colour
+        marker, a truncated file."""
+        lv = self.levels[level] if 0 <= level < len(self.levels) else None
+        if lv is None or not lv.jpeg:
+            raise TileUnavailable("not a JPEG level the direct reader serves")
+        try:
+            data = self._raw(lv, level, index)
+        except _Decline:
+            raise TileUnavailable("missing tile") from None
+        except OSError as e:
+            raise TileUnavailable(f"unreadable tile ({e})") from None
+        if not jpeg_intact(data):
+            raise TileUnavailable("damaged or cut JPEG tile")
+        if lv.rgb and _colour_marker(data):
+            raise TileUnavailable("RGB JPEG tile with its own JFIF/Adobe colour marker")
+        return complete_jpeg(data, lv.tables, lv.rgb)
+
+    def reference_tile(self, level: int, index: int) -> np.ndarray:
+        """Tile ``index`` of ``level`` decoded as the CPU path decodes it (libjpeg-turbo through
+        imagecodecs, OpenSlide's colour rule): the reference a device decoder is checked against."""
+        lv = self.levels[level] if 0 <= level < len(self.levels) else None
+        if lv is None:
+            raise TileUnavailable("level declined by the direct reader")
+        try:
+            return self._tile(lv, level, index)
+        except _Decline:
+            raise TileUnavailable("missing or damaged tile") from None
 
     def _read_at(self, offset: int, count: int) -> bytes:
         """Positioned read where os.pread is missing (Windows)."""
@@ -186,7 +254,7 @@ def open_tiff_reader(path: str | Path, level_dimensions: list[tuple[int, int]], 
     except Exception:  # noqa: BLE001 - OpenSlide opened it; let it read what tifffile cannot parse
         return None
     try:
-        pages = [p for p in tf.pages if getattr(p, "is_tiled", False)]
+        pages = [p for p in tf.pages if isinstance(p, tifffile.TiffPage) and p.is_tiled]  # frames: never tiled
         levels: list[_Level | None] = []
         for (w, h), ds in zip(level_dimensions, level_downsamples):
             match = [p for p in pages if (p.imagewidth, p.imagelength) == (w, h)]
@@ -225,7 +293,8 @@ def _level(page, downsample: float) -> _Level | None:
         return None
     return _Level(int(page.imagewidth), int(page.imagelength), int(page.tilewidth), int(page.tilelength), across,
                   downsample, tuple(int(v) for v in page.dataoffsets), tuple(int(v) for v in page.databytecounts),
-                  decode, compression == JPEG)
+                  decode, compression == JPEG, page.jpegtables if compression == JPEG else None,
+                  photometric == 2)
 
 
 def jpeg_intact(data: bytes) -> bool:
@@ -239,19 +308,10 @@ def jpeg_intact(data: bytes) -> bool:
     n = len(data)
     if n < 4 or data[:2] != b"\xff\xd8" or data[-2:] != b"\xff\xd9":
         return False
-    i = 2
-    while True:  # header segments up to the start of scan
-        if i + 4 > n or data[i] != 0xFF:
-            return False
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        if marker in (0xD8, 0xD9) or 0xD0 <= marker <= 0xD7:
-            return False
-        i += 2 + int.from_bytes(data[i + 2:i + 4], "big")
-        if marker == 0xDA:
-            break
+    header = _header_markers(data)
+    if header is None:
+        return False
+    i = header[1]
     # a zero-filled stretch (a hole left by a failed copy) still decodes, to garbage; encoded image
     # data has no such run (a false alarm only costs the OpenSlide read)
     if i >= n - 2 or data.find(ZERO_RUN, i) != -1:
@@ -260,6 +320,47 @@ def jpeg_intact(data: bytes) -> bool:
     after = scan[np.flatnonzero(scan[:-1] == 0xFF) + 1]
     restarts = after[after != 0].astype(np.int64) - 0xD0  # must run 0, 1, ..., 7, 0, ...
     return bool(scan[-1] != 0xFF and np.array_equal(restarts, np.arange(len(restarts)) % 8))
+
+
+def _header_markers(data: bytes) -> tuple[list[int], int] | None:
+    """The marker codes of the header segments after SOI up to and including SOS, and the offset
+    where the entropy-coded data starts; None when the header is malformed or cut."""
+    n, i, markers = len(data), 2, []
+    while True:
+        if i + 4 > n or data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0xD8, 0xD9) or 0xD0 <= marker <= 0xD7:
+            return None
+        markers.append(marker)
+        i += 2 + int.from_bytes(data[i + 2:i + 4], "big")
+        if marker == 0xDA:
+            return markers, i
+
+
+def _colour_marker(data: bytes) -> bool:
+    """Whether a JPEG header carries a JFIF (APP0) or Adobe (APP14) segment, which decoders read as
+    colour-space hints."""
+    header = _header_markers(data)
+    return header is None or any(m in (0xE0, 0xEE) for m in header[0])
+
+
+def complete_jpeg(data: bytes, tables: bytes | None, rgb: bool) -> bytes:
+    """One TIFF JPEG tile as a self-contained stream: the page's JPEGTables (quantisation and Huffman
+    tables the tile streams omit) inserted after SOI and, for RGB data (photometric RGB: no colour
+    transform, as Aperio stores it), an Adobe APP14 segment with transform 0, so a decoder that only
+    sees the stream (nvJPEG, torchvision's libjpeg) does not convert it from YCbCr."""
+    parts = [data[:2]]
+    if rgb:
+        parts.append(ADOBE_RGB)
+    if tables:
+        body = tables[2:] if tables[:2] == b"\xff\xd8" else tables
+        parts.append(body[:-2] if body[-2:] == b"\xff\xd9" else body)
+    parts.append(data[2:])
+    return b"".join(parts)
 
 
 def _jpeg_decoder(tables: bytes | None, photometric: int) -> Callable[[bytes, int], np.ndarray]:

@@ -1,4 +1,5 @@
-"""Train the ResNet50 tissue classifier on labelled tiles (the paper's recipe by default).
+"""Train the tissue classifier on labelled tiles (the paper's ResNet50 and recipe by default; any timm
+encoder with a linear head, optionally frozen, as a choice: :mod:`gistrisk.pathology.encoders`).
 
 Writes into the output folder: ``classifier.safetensors`` (best epoch by validation accuracy,
 JSON header in its metadata), ``history.csv``, ``confusion_matrix.csv``/``.json`` (validation set,
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -26,12 +28,12 @@ from torch.utils.data import DataLoader
 
 from gistrisk.errors import InputError
 from gistrisk.pathology.checks import check_int, check_number
-from gistrisk.pathology.classes import CLASSES, IMAGENET_MEAN, IMAGENET_STD
+from gistrisk.pathology.classes import CLASSES
 from gistrisk.pathology.data import SlideSource, TileDataset, fit_stain, resolve_device, to_input
+from gistrisk.pathology.encoders import RESNET50, EncoderSpec, resolve_encoder
 from gistrisk.pathology.model import (
-    ARCHITECTURE,
     HEADER_SCHEMA,
-    TissueClassifier,
+    Classifier,
     build_model,
     check_header,
     load_backbone,
@@ -51,8 +53,10 @@ class TrainConfig:
     """Training recipe; defaults follow the paper (Adam, lr 1e-4, batch 64, 30 epochs, random
     rotations/flips, 7:3 split). Rotations are by multiples of 90 degrees (with flips: the 8
     symmetries of a square), which keep every pixel real tissue, unlike arbitrary angles.
-    stain: Reinhard colour normalisation per slide, recorded in the classifier header so that
-    feature extraction repeats it."""
+    mean/std: input normalisation; None = the encoder's (ImageNet for the ResNet50).
+    stain: colour normalisation per slide (Reinhard by default, or Macenko), recorded in the classifier
+    header so that feature extraction repeats it. freeze_encoder: train the head only (the encoder's
+    weights and normalisation statistics stay those of its checkpoint, as usual for foundation models)."""
 
     epochs: int = 30
     batch_size: int = 64
@@ -64,9 +68,10 @@ class TrainConfig:
     device: str = "auto"
     num_workers: int = -1
     classes: tuple[str, ...] = CLASSES
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
     stain: StainConfig = field(default_factory=StainConfig)
+    freeze_encoder: bool = False
     #: re-estimate BatchNorm statistics on the training tiles after each epoch; None = only when
     #: training starts from random weights (a few epochs from scratch leave the running averages far
     #: from the data, so evaluation-mode predictions collapse onto one class)
@@ -83,7 +88,8 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        d["classes"], d["mean"], d["std"] = list(self.classes), list(self.mean), list(self.std)
+        d["classes"] = list(self.classes)
+        d["mean"], d["std"] = (None if v is None else list(v) for v in (self.mean, self.std))
         d["stain"] = self.stain.to_dict()
         return d
 
@@ -99,7 +105,7 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
     confusion: np.ndarray | None = None
     class_balance: dict = field(default_factory=dict)
-    model: TissueClassifier | None = None
+    model: Classifier | None = None
     warnings: list[str] = field(default_factory=list)
 
 
@@ -147,7 +153,7 @@ def split_tiles(tiles: pd.DataFrame, val_fraction: float, seed: int) -> np.ndarr
 
 def train_classifier(tiles: pd.DataFrame, out_dir: str | Path, config: TrainConfig | None = None, *,
                      weights: str | Path | None = None, sources: dict[str, SlideSource] | None = None,
-                     tile_meta: dict | None = None,
+                     tile_meta: dict | None = None, encoder: EncoderSpec | None = None,
                      on_epoch: Callable[[dict], None] | None = None,
                      on_warning: Callable[[str], None] | None = None) -> TrainResult:
     """Train on the labelled rows of ``tiles`` and write the classifier folder.
@@ -156,6 +162,8 @@ def train_classifier(tiles: pd.DataFrame, out_dir: str | Path, config: TrainConf
     ----------
     tiles : tiles tables (one or more slides) with a ``label`` column; unlabelled rows are ignored.
     weights : ResNet50 weights to start from (ImageNet .pth/.safetensors); None = random init.
+    encoder : the tile encoder (:func:`~gistrisk.pathology.encoders.resolve_encoder`, its weights in
+        ``encoder.weights``); None = the paper's ResNet50 from ``weights``.
     tile_meta : tile_size / mpp to record in the header (default: from the tiles table).
     on_epoch : called with each epoch's history row (progress reporting).
     on_warning : called with each warning about the training data (default: logged).
@@ -164,6 +172,12 @@ def train_classifier(tiles: pd.DataFrame, out_dir: str | Path, config: TrainConf
     from gistrisk.provenance import provenance
 
     cfg = config or TrainConfig()
+    if encoder is not None and weights is not None and str(weights) != encoder.weights:
+        raise InputError(f"two start weights given: {weights} and the encoder's {encoder.weights}")
+    spec = encoder or resolve_encoder(RESNET50, weights)
+    weights = spec.weights
+    mean, std = cfg.mean or spec.mean, cfg.std or spec.std  # None: the encoder's
+    cfg = dataclasses.replace(cfg, mean=mean, std=std)
     out_dir = Path(out_dir)
     labelled = tiles[tiles["label"].notna()].reset_index(drop=True)
     unknown = sorted(set(labelled["label"].astype(str)) - set(cfg.classes))
@@ -178,9 +192,9 @@ def train_classifier(tiles: pd.DataFrame, out_dir: str | Path, config: TrainConf
         raise InputError("the tiles do not record the resolution (target mpp) they were cut at; tile the slides "
                          "with `gistrisk pathology tiles`")
     # refuse now what load_classifier would refuse after hours of training
-    check_header({"schema": HEADER_SCHEMA, "architecture": ARCHITECTURE, "classes": list(cfg.classes),
-                  "tile_size": meta["tile_size"], "mpp": meta["mpp"], "mean": list(cfg.mean), "std": list(cfg.std),
-                  "stain": cfg.stain.to_dict()}, str(out_dir / "classifier.safetensors"))
+    check_header({"schema": HEADER_SCHEMA, "architecture": spec.architecture, "classes": list(cfg.classes),
+                  "tile_size": meta["tile_size"], "mpp": meta["mpp"], "mean": list(mean), "std": list(std),
+                  "stain": cfg.stain.to_dict(), "encoder": spec.to_dict()}, str(out_dir / "classifier.safetensors"))
     split = split_tiles(labelled, cfg.val_fraction, cfg.seed)
     if not (split == "val").any():
         raise InputError("no validation tiles: every class has a single tile; label more tiles")
@@ -198,6 +212,10 @@ def train_classifier(tiles: pd.DataFrame, out_dir: str | Path, config: TrainConf
     val_df = labelled[labelled["split"] == "val"]
     # fitted on all tiles of each slide (labelled or not), as feature extraction does
     stain = fit_stain(tiles, sources, cfg.stain)
+    for slide, norm in stain.items():
+        if norm.fallback_:
+            warnings.append(f"slide {slide}: {norm.fallback_}")
+            (on_warning or log.warning)(warnings[-1])
     train_ds = TileDataset(train_df, sources, cfg.classes, augment_seed=cfg.seed if cfg.augment else None,
                            stain=stain)
     val_ds = TileDataset(val_df, sources, cfg.classes, stain=stain)
@@ -207,25 +225,34 @@ def train_classifier(tiles: pd.DataFrame, out_dir: str | Path, config: TrainConf
     val_loader = DataLoader(val_ds, batch_size=cfg.batch_size, shuffle=False, num_workers=workers)
 
     with _deterministic(cfg.seed):
-        model = build_model(len(cfg.classes), seed=cfg.seed)
+        model = build_model(len(cfg.classes), seed=cfg.seed, encoder=spec)
         init = load_backbone(model, weights) if weights else {"weights": None, "head_loaded": False}
         if not weights:
-            log.warning("no --weights given: ResNet50 starts from random initialisation (ImageNet weights "
-                        "cannot be downloaded offline; pass resnet50 ImageNet weights for real training)")
-        model = model.to(device=device, memory_format=torch.channels_last)
-        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+            log.warning(f"no --weights given: {spec.name} starts from random initialisation (weights cannot be "
+                        "downloaded offline; pass the encoder's weights file for real training)")
+        if cfg.freeze_encoder:  # only the head learns
+            for name, p in model.named_parameters():
+                p.requires_grad_(name.startswith("fc."))
+        # torch's stubs lack the to(device=..., memory_format=...) overload that Module.to accepts
+        model = model.to(device=device, memory_format=torch.channels_last)  # type: ignore[call-overload]
+        opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
+                               weight_decay=cfg.weight_decay)
         loss_fn = torch.nn.CrossEntropyLoss()
         amp = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda" \
             else contextlib.nullcontext
         history: list[dict] = []
-        best = (-1.0, 0, None, None)  # accuracy, epoch, state, confusion
-        recal = cfg.recalibrate_bn if cfg.recalibrate_bn is not None else not weights
+        # accuracy, epoch, state, confusion
+        best: tuple[float, int, dict[str, torch.Tensor] | None, np.ndarray | None] = (-1.0, 0, None, None)
+        recal = (cfg.recalibrate_bn if cfg.recalibrate_bn is not None else not weights) and not cfg.freeze_encoder
         for epoch in range(1, cfg.epochs + 1):
             train_ds.epoch = epoch
             model.train()
+            if cfg.freeze_encoder:  # normalisation statistics and dropout of the encoder as in inference
+                model.eval()
+                model.fc.train()
             total, n_seen, n_right = 0.0, 0, 0
             for xb, yb in train_loader:
-                x = to_input(xb, cfg.mean, cfg.std, device)
+                x = to_input(xb, mean, std, device)
                 y = yb.to(device)
                 with amp():
                     logits, _ = model(x)
@@ -237,8 +264,8 @@ def train_classifier(tiles: pd.DataFrame, out_dir: str | Path, config: TrainConf
                 n_seen += len(y)
                 n_right += int((logits.argmax(1) == y).sum())
             if recal:
-                recalibrate_batchnorm(model, train_loader, cfg, device, amp)
-            conf = _confusion(model, val_loader, cfg, device, amp)
+                recalibrate_batchnorm(model, train_loader, mean, std, device, amp)
+            conf = _confusion(model, val_loader, len(cfg.classes), mean, std, device, amp)
             acc = float(np.trace(conf) / max(conf.sum(), 1))
             row = {"epoch": epoch, "train_loss": total / n_seen, "train_accuracy": n_right / n_seen,
                    "val_accuracy": acc}
@@ -250,14 +277,15 @@ def train_classifier(tiles: pd.DataFrame, out_dir: str | Path, config: TrainConf
                         conf)
     train_ds.close()
     val_ds.close()
-    best_acc, best_epoch, state, conf = best
-    final = TissueClassifier(len(cfg.classes))
+    best_acc, best_epoch, state, best_conf = best
+    assert state is not None and best_conf is not None  # epochs >= 1 and the first accuracy (>= 0) beats -1
+    final = build_model(len(cfg.classes), seed=None, encoder=spec)
     final.load_state_dict(state)
 
     header = {
         "classes": list(cfg.classes), "tile_size": int(meta["tile_size"]), "mpp": float(meta["mpp"]),
-        "mean": list(cfg.mean), "std": list(cfg.std), "stain": cfg.stain.to_dict(), "best_epoch": best_epoch,
-        "best_val_accuracy": best_acc, "train_config": cfg.to_dict(), "init": init,
+        "mean": list(mean), "std": list(std), "stain": cfg.stain.to_dict(), "best_epoch": best_epoch,
+        "best_val_accuracy": best_acc, "train_config": cfg.to_dict(), "init": init, "encoder": spec.to_dict(),
         "n_tiles": {"train": int(len(train_df)), "val": int(len(val_df))},
         "class_balance": balance, "warnings": warnings,
         "versions": provenance()["versions"],
@@ -265,28 +293,29 @@ def train_classifier(tiles: pd.DataFrame, out_dir: str | Path, config: TrainConf
     out_dir.mkdir(parents=True, exist_ok=True)
     save_classifier(out_dir / "classifier.safetensors", final, header)
     write_table(out_dir / "history.csv", pd.DataFrame(history))
-    cm = pd.DataFrame(conf, index=pd.Index(cfg.classes, name="true"), columns=list(cfg.classes))
+    cm = pd.DataFrame(best_conf, index=pd.Index(cfg.classes, name="true"), columns=list(cfg.classes))
     write_table(out_dir / "confusion_matrix.csv", cm, index=True)
     write_json(out_dir / "confusion_matrix.json", {"classes": list(cfg.classes), "rows": "true",
                                                    "columns": "predicted", "epoch": best_epoch,
-                                                   "matrix": conf.tolist()})
+                                                   "matrix": best_conf.tolist()})
     write_json(out_dir / "class_balance.json", balance)
     write_table(out_dir / "split.parquet", labelled[["slide_id", "slide", "x", "y", "label", "split"]])
+    stain_fit = {k: v.fitted() for k, v in stain.items()}
     write_json(out_dir / "provenance.json", provenance(cfg.to_dict(), weights=str(weights) if weights else None,
-                                                       device=str(device), tile_meta=meta,
-                                                       stain_fit={k: {"mean": v.mean_.tolist(), "std": v.std_.tolist()}
-                                                                  for k, v in stain.items()},
+                                                       encoder=spec.to_dict(),
+                                                       device=str(device), tile_meta=meta, stain_fit=stain_fit,
                                                        best_epoch=best_epoch, best_val_accuracy=best_acc,
                                                        warnings=warnings))
-    return TrainResult(best_epoch, best_acc, history, conf, balance, final.eval(), warnings)
+    return TrainResult(best_epoch, best_acc, history, best_conf, balance, final.eval(), warnings)
 
 
-def recalibrate_batchnorm(model: torch.nn.Module, loader: DataLoader, cfg: TrainConfig, device: torch.device,
+def recalibrate_batchnorm(model: torch.nn.Module, loader: DataLoader, mean: tuple[float, float, float],
+                          std: tuple[float, float, float], device: torch.device,
                           amp: Callable = contextlib.nullcontext) -> None:
     """Replace every BatchNorm layer's running mean/variance by their average over ``loader``.
 
     Forward passes in training mode without gradients, with cumulative (momentum None) averaging;
-    the weights are untouched.
+    the weights are untouched. mean/std: the input normalisation (RGB, 0-1 scale) training uses.
     """
     bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     momenta = [m.momentum for m in bns]
@@ -296,19 +325,19 @@ def recalibrate_batchnorm(model: torch.nn.Module, loader: DataLoader, cfg: Train
     model.train()
     with torch.no_grad(), amp():
         for xb, _ in loader:
-            model(to_input(xb, cfg.mean, cfg.std, device))
+            model(to_input(xb, mean, std, device))
     for m, mom in zip(bns, momenta):
         m.momentum = mom
 
 
-def _confusion(model: TissueClassifier, loader: DataLoader, cfg: TrainConfig, device: torch.device,
-               amp: Callable) -> np.ndarray:
-    k = len(cfg.classes)
+def _confusion(model: Classifier, loader: DataLoader, k: int, mean: tuple[float, float, float],
+               std: tuple[float, float, float], device: torch.device, amp: Callable) -> np.ndarray:
+    """Validation confusion counts (k, k): rows true, columns predicted."""
     conf = np.zeros((k, k), np.int64)
     model.eval()
     with torch.inference_mode(), amp():
         for xb, yb in loader:
-            logits, _ = model(to_input(xb, cfg.mean, cfg.std, device))
+            logits, _ = model(to_input(xb, mean, std, device))
             pred = logits.float().argmax(1).cpu().numpy()
             np.add.at(conf, (yb.numpy(), pred), 1)
     return conf

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
+from gistrisk.pathology.columns import feature_columns
 from gistrisk.simulate.config import SimulationConfig
 from gistrisk.simulate.outcomes import draw_outcomes, linear_predictor, reference_scale
 from gistrisk.simulate.patients import clinical_table, draw_patients
@@ -80,7 +81,7 @@ def _deep(pts: pd.DataFrame, rng: np.random.Generator, load: dict, em: FeatureEm
     if external:
         X = X + load["deep_shift"] + em.external_noise * rng.standard_normal(X.shape)
     X = np.exp(0.3 * X)  # non-negative like pooled ReLU activations
-    cols = [f"path_{j:04d}" for j in range(em.n_deep)]
+    cols = feature_columns(em.n_deep)
     return pd.DataFrame(X, index=pts["patient_id"].to_numpy(), columns=cols).rename_axis("patient_id")
 
 

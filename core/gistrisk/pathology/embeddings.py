@@ -1,0 +1,132 @@
+"""Per-tile embeddings of a slide, kept in one HDF5 file per slide (the layout CLAM and TRIDENT use).
+
+``<slide_id>.h5`` holds
+
+- ``coords`` (N, 2) int64: level-0 x, y of each tile's top-left corner; attributes ``patch_size``
+  (tile side in px at the target resolution), ``patch_size_level0``, ``patch_level`` (the pyramid
+  level tiles are read from), ``target_mpp`` and ``level0_mpp``;
+- ``features`` (N, D) float32: the encoder's embedding of each tile;
+- ``probs`` (N, C) float32: the tissue classifier's class probabilities;
+- file attributes: ``classes`` (C names), ``slide_id``, ``patient_id``, ``slide``, ``format`` and
+  ``schema``, and ``provenance`` (JSON: versions, the classifier's hash, encoder, tile and stain
+  settings).
+
+A file is written once, whole or not at all (a temporary file renamed into place). Slide features,
+another tumour threshold, clusters or attention pooling are computed from these files without running
+the network (:func:`gistrisk.pathology.runs.aggregate_embeddings`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from gistrisk.atomic import atomic_path
+from gistrisk.errors import InputError
+
+FORMAT = "gistrisk.tile_embeddings"
+SCHEMA = 1
+SUFFIX = ".h5"
+
+
+@dataclass
+class SlideEmbeddings:
+    """One slide's stored tiles: coords (N, 2) int64 level-0 x, y; features (N, D) float32; probs
+    (N, C) float32; classes (C,); the slide's ids; provenance (its ``parameters`` say how the
+    embeddings were made); path of the file."""
+
+    coords: np.ndarray
+    features: np.ndarray
+    probs: np.ndarray
+    classes: list[str]
+    slide_id: str
+    patient_id: str
+    slide: str
+    provenance: dict[str, Any]
+    path: Path
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        return self.provenance.get("parameters") or {}
+
+
+def write_embeddings(path: str | Path, tiles: pd.DataFrame, features: np.ndarray, probs: np.ndarray, *,
+                     classes: list[str], slide_id: str, patient_id: str, slide: str, target_mpp: float,
+                     level0_mpp: float | None, provenance: dict[str, Any]) -> Path:
+    """Write one slide's embeddings atomically.
+
+    tiles: the slide's tiles table (``x``, ``y``, ``size0``, ``level``, ``tile_size``), rows in the
+    order of ``features`` (N, D) and ``probs`` (N, C).
+    """
+    n = len(tiles)
+    if features.shape[0] != n or probs.shape[0] != n or probs.shape[1] != len(classes):
+        raise ValueError(f"embeddings of {n} tiles: features {features.shape}, probs {probs.shape}, "
+                         f"{len(classes)} classes")
+    path = Path(path)
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        coords = f.create_dataset("coords", data=tiles[["x", "y"]].to_numpy(np.int64).reshape(n, 2))
+        coords.attrs["patch_size"] = int(tiles["tile_size"].iloc[0]) if n else 0
+        coords.attrs["patch_size_level0"] = int(tiles["size0"].iloc[0]) if n else 0
+        coords.attrs["patch_level"] = int(tiles["level"].iloc[0]) if n else 0
+        coords.attrs["target_mpp"] = float(target_mpp)
+        coords.attrs["level0_mpp"] = float(level0_mpp) if level0_mpp is not None else np.nan
+        f.create_dataset("features", data=np.asarray(features, np.float32))
+        f.create_dataset("probs", data=np.asarray(probs, np.float32))
+        f.attrs["classes"] = np.array(classes, dtype=h5py.string_dtype())
+        f.attrs["slide_id"], f.attrs["patient_id"], f.attrs["slide"] = str(slide_id), str(patient_id), str(slide)
+        f.attrs["format"], f.attrs["schema"] = FORMAT, SCHEMA
+        f.attrs["provenance"] = json.dumps(provenance, default=str)
+    return path
+
+
+def read_embeddings(path: str | Path) -> SlideEmbeddings:
+    """One slide's embeddings file -> :class:`SlideEmbeddings`; InputError naming the file if it is not one."""
+    path = Path(path)
+    try:
+        with h5py.File(path, "r") as f:
+            if f.attrs.get("format") != FORMAT:
+                raise InputError(f"not an embeddings file of `gistrisk pathology features` (format "
+                                 f"{f.attrs.get('format')!r})", file=str(path))
+            if f.attrs.get("schema") != SCHEMA:
+                raise InputError(f"embeddings schema {f.attrs.get('schema')!r} is not supported (this version "
+                                 f"reads {SCHEMA})", file=str(path))
+            emb = SlideEmbeddings(coords=f["coords"][:], features=f["features"][:], probs=f["probs"][:],
+                                  classes=[str(c) for c in f.attrs["classes"]], slide_id=str(f.attrs["slide_id"]),
+                                  patient_id=str(f.attrs["patient_id"]), slide=str(f.attrs["slide"]),
+                                  provenance=json.loads(f.attrs["provenance"]), path=path)
+    except InputError:
+        raise
+    except (OSError, KeyError, ValueError, TypeError) as e:
+        raise InputError(f"not an embeddings file ({type(e).__name__}: {e})", file=str(path)) from e
+    n = len(emb.coords)
+    if emb.coords.shape != (n, 2) or emb.features.ndim != 2 or len(emb.features) != n \
+            or emb.probs.shape != (n, len(emb.classes)):
+        raise InputError(f"embeddings file with inconsistent shapes: coords {emb.coords.shape}, features "
+                         f"{emb.features.shape}, probs {emb.probs.shape} for {len(emb.classes)} classes", file=str(path))
+    return emb
+
+
+def embedding_files(paths: str | Path | list[str | Path]) -> list[Path]:
+    """Folders (their ``*.h5``, sorted) and files -> the embeddings files; InputError if there are none."""
+    items = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    out: list[Path] = []
+    for p in map(Path, items):
+        if p.is_dir():
+            found = sorted(p.glob(f"*{SUFFIX}"))
+            if not found:
+                raise InputError(f"no embeddings (*{SUFFIX}) in this folder; `gistrisk pathology features` writes "
+                                 "them into <out stem>.embeddings/", file=str(p))
+            out += found
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise InputError("embeddings file or folder not found", file=str(p))
+    if not out:
+        raise InputError("no embeddings given")
+    return out
