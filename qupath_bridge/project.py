@@ -23,6 +23,10 @@ from qupath_bridge.colors import parse_color
 from qupath_bridge.errors import QuPathInputError, QuPathUnavailableError
 from qupath_bridge.naming import image_base_name
 
+# paquo (paquo.java, qupath_bridge.paquo_reader) is imported inside paquo_available and
+# read_project_annotations only: it is the optional extra `qupath` and needs a QuPath install, and its
+# absence must give QuPathUnavailableError naming the extra, not an ImportError on importing this module.
+
 _MICRON_UNITS = {"µm", "μm", "um", "micron", "microns", "microm"}
 
 

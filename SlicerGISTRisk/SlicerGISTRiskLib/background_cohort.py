@@ -17,6 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+import SimpleITK as sitk
+
+import gistrisk
+from gistrisk.atomic import write_table
 from gistrisk.errors import InputError
 
 from .mrml_convert import node_label, segment_to_sitk, volume_to_sitk
@@ -39,8 +44,6 @@ class CohortCase:
 
 def export_scene_case(case: CohortCase, folder: str | Path) -> CohortCase:
     """Write a scene case's CT and tumour mask as compressed NRRD; returns the on-disk case."""
-    import SimpleITK as sitk
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     image = volume_to_sitk(case.volume)
@@ -54,10 +57,6 @@ def export_scene_case(case: CohortCase, folder: str | Path) -> CohortCase:
 
 def write_manifest(cases: list[CohortCase], path: str | Path, export_folder: str | Path | None = None) -> Path:
     """Write the manifest CSV (patient_id, image, mask, label); scene cases are exported first."""
-    import pandas as pd
-
-    from gistrisk.atomic import write_table
-
     if not cases:
         raise InputError("the cases table is empty: add cases first")
     path = Path(path)
@@ -200,8 +199,6 @@ class SubprocessRunner:
 
 def load_features(path: str | Path) -> Any:
     """Read the cohort feature table the command wrote (Parquet or CSV)."""
-    import pandas as pd
-
     p = Path(path)
     if not p.is_file():
         raise InputError("the batch run wrote no feature table", file=str(p))
@@ -216,8 +213,6 @@ def scene_case(volume: Any, segmentation: Any, segment_id: str, patient_id: str 
 
 def child_env() -> dict[str, str]:
     """Environment additions so the child process imports the same gistrisk as this one."""
-    import gistrisk
-
     root = str(Path(gistrisk.__file__).resolve().parent.parent)
     old = os.environ.get("PYTHONPATH", "")
     return {"PYTHONPATH": root + (os.pathsep + old if old else ""), "PYTHONUNBUFFERED": "1"}
@@ -225,8 +220,6 @@ def child_env() -> dict[str, str]:
 
 def failure_report(out: str | Path, n: int = 20) -> str:
     """The batch's recorded failures (``<stem>.failures.csv`` beside the output), one line per case."""
-    import pandas as pd
-
     out = Path(out)
     path = out.with_name(out.stem + ".failures.csv")
     if not path.is_file():

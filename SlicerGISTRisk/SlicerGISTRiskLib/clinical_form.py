@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
+
 from gistrisk.clinical.dictionary import UNKNOWN, Variable, default_dictionary
 from gistrisk.errors import InputError
 
@@ -181,8 +183,6 @@ def parse_values(fields: list[ClinicalField], values: Mapping[str, Any], patient
 
 def clinical_row(fields: list[ClinicalField], parsed: Mapping[str, Any], patient: str) -> Any:
     """The one-row clinical table for the model: ``patient_id`` + the schema's columns, shape (1, 1 + n)."""
-    import pandas as pd
-
     row = {"patient_id": patient}
     for f in fields:
         v = parsed.get(f.name)

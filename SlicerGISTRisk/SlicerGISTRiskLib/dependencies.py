@@ -27,6 +27,8 @@ from typing import Any
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
+# radiomics is imported inside radiomics_source only: this module runs before PyRadiomics is installed.
+
 RESOURCES = Path(__file__).resolve().parent.parent / "Resources"
 REQUIREMENTS_FILE = RESOURCES / "requirements.txt"
 SLICER_PROVIDED_FILE = RESOURCES / "slicer-provided.txt"
@@ -228,7 +230,7 @@ def radiomics_source() -> dict[str, str]:
     extension's folder, else the pip distribution that owns it
     (``"pip:pyradiomics-bhklab"`` or ``"pip:pyradiomics"``), else ``"unknown"``.
     """
-    import radiomics  # only once the packages are there (this module runs before they are)
+    import radiomics
 
     path = Path(radiomics.__file__).resolve().parent
     version = str(getattr(radiomics, "__version__", "unknown"))

@@ -11,12 +11,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import SimpleITK as sitk
+import slicer
+import vtk
+from scipy.spatial import ConvexHull, QhullError
+from scipy.spatial.distance import pdist
+from vtk.util import numpy_support
 
 from gistrisk.errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
-    import SimpleITK as sitk
+
+# pandas is imported inside the DataFrame functions only: Slicer's Python lacks it until the user agrees to
+# the install (dependencies.py), and this module is used before that (creating the tumour segment).
 
 # RAS (Slicer) <-> LPS (ITK, DICOM): flip the first two axes.
 _RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
@@ -31,8 +39,6 @@ def node_label(node: Any) -> str:
 
 def ijk_to_ras(volume_node: Any) -> np.ndarray:
     """The volume's 4x4 IJK-to-RAS matrix as a numpy array, shape (4, 4)."""
-    import vtk
-
     m = vtk.vtkMatrix4x4()
     volume_node.GetIJKToRASMatrix(m)
     return np.array([[m.GetElement(r, c) for c in range(4)] for r in range(4)])
@@ -40,8 +46,6 @@ def ijk_to_ras(volume_node: Any) -> np.ndarray:
 
 def voxel_array(image_data: Any) -> np.ndarray:
     """Scalars of a vtkImageData as a (k, j, i) numpy view (no copy)."""
-    from vtk.util import numpy_support
-
     scalars = image_data.GetPointData().GetScalars()
     dims = image_data.GetDimensions()
     return numpy_support.vtk_to_numpy(scalars).reshape(dims[::-1])
@@ -55,8 +59,6 @@ def volume_to_sitk(volume_node: Any) -> sitk.Image:
     SimpleITK.Image with the node's voxel type, size (i, j, k), spacing,
     origin and direction (RAS converted to LPS as ITK expects).
     """
-    import SimpleITK as sitk
-
     name = node_label(volume_node)
     if volume_node is None or volume_node.GetImageData() is None:
         raise InputError("the volume has no voxel data", file=name)
@@ -91,9 +93,6 @@ def segment_to_sitk(segmentation_node: Any, segment_id: str, reference_volume: A
     InputError
         When the segmentation or segment is missing, or the segment is empty.
     """
-    import slicer
-    import vtk
-
     if segmentation_node is None:
         raise InputError("no segmentation selected: draw the tumour first", file=node_label(reference_volume))
     seg_name = node_label(segmentation_node)
@@ -113,8 +112,6 @@ def segment_to_sitk(segmentation_node: Any, segment_id: str, reference_volume: A
         mask = volume_to_sitk(labelmap)
     finally:
         _remove_with_display(scene, labelmap)
-    import SimpleITK as sitk
-
     mask = sitk.Cast(mask > 0, sitk.sitkUInt8)
     if not np.any(sitk.GetArrayViewFromImage(mask)):
         raise InputError(f"segment {segment.GetName()!r} is empty on volume {node_label(reference_volume)!r}: "
@@ -144,8 +141,6 @@ def check_segment_geometry(segmentation_node: Any, segment_id: str, volume_node:
     CT's extent; otherwise it was drawn on another image (a different series,
     a resampled copy) and radiomics on this CT would be wrong.
     """
-    import vtk
-
     seg_name = node_label(segmentation_node)
     internal = segmentation_node.GetBinaryLabelmapInternalRepresentation(segment_id)
     if internal is None:
@@ -228,8 +223,6 @@ def load_volume_file(scene: Any, path: str | Path, name: str | None = None, labe
 def labelmap_file_to_segmentation(scene: Any, path: str | Path, reference_volume: Any,
                                   name: str = "Segmentation") -> Any:
     """Import a label image file as a new segmentation node (one segment per label value)."""
-    import slicer
-
     labelmap = load_volume_file(scene, path, name=f"{name}_labelmap", labelmap=True)
     seg = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
     seg.SetReferenceImageGeometryParameterFromVolumeNode(reference_volume)
@@ -247,7 +240,6 @@ def labelmap_file_to_segmentation(scene: Any, path: str | Path, reference_volume
 def dataframe_to_table_node(df: pd.DataFrame, table_node: Any) -> Any:
     """Replace the content of a table node with a DataFrame (numbers as double, others as text)."""
     import pandas as pd
-    import vtk
 
     table = vtk.vtkTable()
     for col in df.columns:
@@ -289,10 +281,6 @@ def largest_diameter_mm(mask: sitk.Image) -> float:
     The maximum distance between voxel centres on the convex hull of the
     mask, plus one voxel (so a single voxel measures its own size).
     """
-    import SimpleITK as sitk
-    from scipy.spatial import ConvexHull, QhullError
-    from scipy.spatial.distance import pdist
-
     arr = sitk.GetArrayViewFromImage(mask) > 0
     if not arr.any():
         return 0.0

@@ -13,9 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
+from gistrisk.clinical.nih import modified_nih
 from gistrisk.errors import BundleError, InputError
 from gistrisk.harmonise.site import harmonise_tables, read_site_file
+from gistrisk.survival.model import MultimodalRiskModel
 
 from .clinical_form import ClinicalField, clinical_row, fields_from_schema, form_fields, nih_arguments, parse_values
 
@@ -47,8 +50,6 @@ class PatientPrediction:
 
 def load_bundle(path: str | Path | None) -> Any:
     """Load a model bundle folder; BundleError when missing, corrupt or of another schema version."""
-    from gistrisk.survival.model import MultimodalRiskModel
-
     if path is None or not str(path).strip():
         raise BundleError("no model bundle folder chosen: pick the folder written by `gistrisk fit`")
     p = Path(path)
@@ -75,8 +76,6 @@ def read_pathology(path: str | Path, model: Any, patient_id: str) -> tuple[Any |
     (table, score): a one-row table with the model's pathology columns, or a
     pathology score when the file holds only ``score_pathology``/``patscore``.
     """
-    import pandas as pd
-
     p = Path(path)
     if not p.is_file():
         raise InputError("pathology file not found", file=str(p), patient=patient_id)
@@ -114,8 +113,6 @@ def read_pathology(path: str | Path, model: Any, patient_id: str) -> tuple[Any |
 def radiomics_row(model: Any, features: dict[str, float], patient_id: str, params_file: str = "") -> Any:
     """The one-row radiomics table (the model's inputs and the features its harmonisation reference maps);
     refuses features the bundle needs but the parameter file did not make."""
-    import pandas as pd
-
     needed = list(getattr(model, "input_columns_", {}).get("radiomics", []))
     missing = [c for c in needed if c not in features]
     if missing:
@@ -143,8 +140,6 @@ def predict_patient(model: Any, patient_id: str, radiomics: dict[str, float] | N
     InputError when no modality the model knows is given, or the bundle has no
     fusion model for the modalities given (naming the missing ones).
     """
-    import pandas as pd
-
     mods = list(model.modalities_)
     tables: dict[str, pd.DataFrame] = {}
     warnings: list[str] = []
@@ -202,8 +197,6 @@ def _harmonise(model: Any, tables: dict[str, Any], site_file: str | None) -> tup
 
 def _predict(model: Any, tables: dict[str, Any], extra_scores: dict[str, float],
              times: np.ndarray) -> tuple[dict[str, Any], Any]:
-    import pandas as pd
-
     if not extra_scores:
         pred = model.predict(tables)
         surv = model.predict_survival(tables, times)
@@ -228,8 +221,6 @@ def _nih(fields: list[ClinicalField], parsed: dict[str, Any]) -> tuple[str | Non
     args, missing = nih_arguments(fields, parsed)
     if missing:
         return None, missing
-    from gistrisk.clinical.nih import modified_nih
-
     try:
         return modified_nih(**args), []
     except (InputError, ValueError) as e:

@@ -14,6 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from gistrisk.provenance import file_sha256
+from gistrisk.radiomics import extract_case
+from gistrisk.radiomics.params import resolve_params
+
+from .dependencies import radiomics_source
+
 ProgressCallback = Callable[[float, str], None]
 
 
@@ -32,8 +40,6 @@ class RadiomicsResult:
 
 def count_image_types(params_path: str | Path) -> int:
     """How many images (original + filtered) PyRadiomics will compute features on."""
-    import yaml
-
     with open(params_path, encoding="utf-8") as f:
         cfg = yaml.safe_load(f) or {}
     types = cfg.get("imageType") or {"Original": {}}
@@ -89,12 +95,6 @@ def compute_radiomics(image: Any, mask: Any, params: str | Path | None = None,
     ------
     Cancelled when ``is_cancelled()`` turns true during the extraction.
     """
-    from gistrisk.provenance import file_sha256
-    from gistrisk.radiomics import extract_case
-    from gistrisk.radiomics.params import resolve_params
-
-    from .dependencies import radiomics_source
-
     params_path = resolve_params(params)
     logger = logging.getLogger("radiomics")
     handler = _ProgressHandler(count_image_types(params_path), progress, is_cancelled)

@@ -14,10 +14,16 @@ import io
 from pathlib import Path
 from typing import Any
 
+import matplotlib
+
 from gistrisk.atomic import write_text
 from gistrisk.provenance import provenance
+from gistrisk.report import write_patient_report
 
 from .workflow import CaseResult
+
+# matplotlib.pyplot is imported inside _curve_png, after choosing the Agg backend when none is chosen yet:
+# imported here it would pick its backend first (in Slicer, the application's).
 
 
 def export_report(result: CaseResult, path: str | Path) -> Path:
@@ -25,8 +31,6 @@ def export_report(result: CaseResult, path: str | Path) -> Path:
     p = result.prediction
     if p is None or p.model is None:
         return write_minimal_patient_report(result, path)
-    from gistrisk.report import write_patient_report
-
     return Path(write_patient_report(
         path, model=p.model, prediction=p.prediction,
         survival_curve=(p.curve["time"].to_numpy(), p.curve["survival"].to_numpy()),
@@ -108,8 +112,6 @@ def _curve_png(result: CaseResult) -> str:
     p = result.prediction
     if p is None:
         return ""
-    import matplotlib
-
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 

@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import slicer
+import vtk
+from vtk.util import numpy_support
 
 from gistrisk.errors import InputError
 
@@ -112,9 +115,6 @@ def grow_from_seeds(volume_node: Any, inside_ras: Sequence[Sequence[float]],
     -------
     (segmentation_node, tumour_segment_id); the tumour segment holds the draft.
     """
-    import slicer
-    from vtk.util import numpy_support
-
     cfg = config or GrowFromSeedsConfig()
     inside = np.asarray(inside_ras, float).reshape(-1, 3)
     outside = np.asarray(outside_ras, float).reshape(-1, 3)
@@ -161,9 +161,6 @@ def grow_from_seeds(volume_node: Any, inside_ras: Sequence[Sequence[float]],
 def set_segment_from_array(segmentation_node: Any, segment_id: str, array_kji: np.ndarray,
                            volume_node: Any) -> None:
     """Overwrite a segment with a 0/1 array on the volume's grid, shape (k, j, i)."""
-    import slicer
-    import vtk
-
     scene = volume_node.GetScene()
     labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__gistrisk_tmp_seed__")
     try:
@@ -189,9 +186,6 @@ def _paint_spheres(target: np.ndarray, centres_ijk: np.ndarray, radius_vox: np.n
 
 
 def _vtk_image(array_kji: np.ndarray) -> Any:
-    import vtk
-    from vtk.util import numpy_support
-
     image = vtk.vtkImageData()
     image.SetDimensions(array_kji.shape[::-1])
     flat = np.ascontiguousarray(array_kji).ravel()

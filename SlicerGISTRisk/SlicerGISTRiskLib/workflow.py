@@ -7,6 +7,7 @@ chart. Both take nodes, never ``slicer.mrmlScene``, so they run headless.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,8 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
+import SimpleITK as sitk
 
 from gistrisk.errors import InputError
+from gistrisk.provenance import file_sha256
+from gistrisk.radiomics.params import resolve_params
 
 from .clinical_form import parse_values
 from .mrml_convert import (
@@ -82,13 +87,6 @@ def tumour_diameter_mm(volume: Any, segmentation: Any, segment_id: str) -> float
 
 def radiomics_key(image: Any, mask: Any, params: str | Path | None) -> str:
     """Content key of a radiomics run: voxels, geometry, mask and parameter file (hash)."""
-    import hashlib
-
-    import SimpleITK as sitk
-
-    from gistrisk.provenance import file_sha256
-    from gistrisk.radiomics.params import resolve_params
-
     h = hashlib.blake2b(digest_size=20)
     for img in (image, mask):
         h.update(np.ascontiguousarray(sitk.GetArrayViewFromImage(img)).tobytes())
@@ -161,8 +159,6 @@ def run_case(inputs: CaseInputs, progress: ProgressCallback | None = None,
 
 def result_table(result: CaseResult) -> Any:
     """Long table of the case: section, name, value (number) and text, shape (n, 4)."""
-    import pandas as pd
-
     rows: list[dict[str, Any]] = []
 
     def add(section: str, name: str, value: Any) -> None:
@@ -217,8 +213,6 @@ def write_results(result: CaseResult, scene: Any, table_node: Any | None = None,
 
 
 def _write_curves(pred: PatientPrediction, scene: Any, chart: Any) -> None:
-    import pandas as pd
-
     curves = {f"Predicted RFS ({pred.patient_id})": ("patient", pred.curve["time"], pred.curve["survival"])}
     for group in ("low", "high"):
         g = pred.group_curves.get(group)

@@ -15,6 +15,7 @@ the batch engine, one shared set-up), ``perturb`` (noisy / coarser copies of a C
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 __all__ = ["CaseFeatures", "extract_case", "extract_files", "param_file", "extract_cohort",
@@ -26,7 +27,5 @@ _WHERE = {"CaseFeatures": "extract", "extract_case": "extract", "extract_files":
 
 def __getattr__(name: str) -> Any:
     if name in _WHERE:
-        import importlib
-
         return getattr(importlib.import_module(f"gistrisk.radiomics.{_WHERE[name]}"), name)
     raise AttributeError(f"module 'gistrisk.radiomics' has no attribute {name!r}")

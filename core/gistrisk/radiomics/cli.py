@@ -7,6 +7,13 @@ from typing import Optional
 
 import typer
 
+from gistrisk.errors import InputError
+from gistrisk.paths import check_output
+
+# The runs (gistrisk.radiomics.runs, .single, .robustness_io) are imported inside the commands: with
+# PyRadiomics, SimpleITK, numpy and pandas they add about 0.7 s to `gistrisk radiomics extract --help`
+# (measured: 0.11 s -> 0.84 s for importing this module).
+
 app = typer.Typer(no_args_is_help=True, help="CT radiomics: one case or a whole cohort.")
 
 EPILOG = """\
@@ -64,9 +71,6 @@ def extract(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar (cohort)."),
 ) -> None:
     """Extract PyRadiomics features for one case (--image/--mask) or a cohort (--manifest)."""
-    from gistrisk.errors import InputError
-    from gistrisk.paths import check_output
-
     check_output(out, kind="file", inputs=[image, mask, manifest])
     policy = "strict" if strict_geometry else "resample"
     if manifest is not None:
@@ -132,8 +136,6 @@ def robustness(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Feature robustness to image perturbation (noise, coarser voxels): ICC per feature, kept list."""
-    from gistrisk.errors import InputError
-    from gistrisk.paths import check_output
     from gistrisk.radiomics.robustness_io import table_path, write_robustness
     from gistrisk.radiomics.runs import perturbation_robustness
 

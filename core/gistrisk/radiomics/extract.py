@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import radiomics
 import SimpleITK as sitk
+from radiomics import featureextractor
 
 from gistrisk.errors import InputError
 from gistrisk.radiomics import parallel
@@ -183,8 +185,6 @@ _LOCAL = threading.local()
 def _extractor(path: Path):
     """One PyRadiomics extractor per parameter file content and thread (``execute`` copies its settings,
     so reuse is safe; building one re-validates the file, which costs as much as a small case)."""
-    from radiomics import featureextractor
-
     key = (str(path), params_sha256(path))
     cache = _LOCAL.__dict__.setdefault("extractors", {})
     if key not in cache:
@@ -204,8 +204,6 @@ class _ListHandler(logging.Handler):
 
 def _capture_radiomics_warnings() -> _ListHandler:
     """Collect PyRadiomics warnings into the diagnostics instead of printing them per case."""
-    import radiomics
-
     radiomics.setVerbosity(logging.ERROR)
     h = _ListHandler()
     logging.getLogger("radiomics").addHandler(h)

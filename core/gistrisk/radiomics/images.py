@@ -9,6 +9,9 @@ import SimpleITK as sitk
 
 from gistrisk.errors import InputError
 
+# pydicom is imported inside the DICOM readers only: it adds about 0.25 s to every extraction (measured on
+# top of this module's imports), which a case read from NRRD/NIfTI need not pay.
+
 FRAME_OF_REFERENCE = "0020|0052"
 MODALITY = "0008|0060"
 

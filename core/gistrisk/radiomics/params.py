@@ -5,9 +5,15 @@ from __future__ import annotations
 import copy
 import functools
 import hashlib
+import logging
 from pathlib import Path
 
 from gistrisk.errors import InputError
+from gistrisk.provenance import file_sha256
+
+# PyRadiomics and pykwalify are imported inside _load_params, the only code that validates: they add about
+# 0.4 s to importing this module, which the model commands and Slicer's phantom check import only for
+# parameter-file names, paths and hashes.
 
 PARAMS_DIR = Path(__file__).resolve().parent / "params"
 DEFAULT_PARAMS = "gist_ct_paper"
@@ -59,8 +65,6 @@ def _load_params(path: str, digest: str) -> dict:
     ------
     InputError naming the file and the schema problem (e.g. an unknown key).
     """
-    import logging
-
     import pykwalify.core
     import radiomics  # noqa: F401  (registers the schema extension functions)
     from pykwalify.errors import PyKwalifyException
@@ -79,6 +83,4 @@ def _load_params(path: str, digest: str) -> dict:
 
 
 def params_sha256(path: str | Path) -> str:
-    from gistrisk.provenance import file_sha256
-
     return file_sha256(path)

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
-
-if TYPE_CHECKING:
-    import SimpleITK as sitk
+import SimpleITK as sitk
 
 PERTURBATIONS = ("noise", "resample", "noise_resample")
 
 
 def add_noise(image: sitk.Image, sd: float, rng: np.random.Generator) -> sitk.Image:
     """``image`` + Gaussian noise of SD ``sd`` (HU), as float32 on the same grid."""
-    import SimpleITK as sitk
-
     arr = sitk.GetArrayFromImage(image).astype(np.float32)
     arr += rng.normal(0.0, sd, arr.shape).astype(np.float32)
     out = sitk.GetImageFromArray(arr)
@@ -29,8 +23,6 @@ def resample_coarser(image: sitk.Image, factor: float) -> sitk.Image:
     The new grid starts at the same corner as the old one (first voxel edge, not centre), so the
     volume covered is the same up to less than one new voxel at the far end.
     """
-    import SimpleITK as sitk
-
     spacing = np.asarray(image.GetSpacing(), float)
     size = np.asarray(image.GetSize(), int)
     new_spacing = spacing * factor

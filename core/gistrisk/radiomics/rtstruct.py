@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import SimpleITK as sitk
+from skimage.draw import polygon
 
 from gistrisk.errors import InputError
 
@@ -34,9 +36,6 @@ def rasterise_rtstruct(path: str | Path, ref: sitk.Image, *, roi: str | None = N
     (mask, info): uint8 image on ``ref``'s grid (1 inside), and details (ROI name, contours used,
     contours skipped outside the image).
     """
-    import pydicom
-    from skimage.draw import polygon
-
     path = Path(path)
     try:
         ds = pydicom.dcmread(str(path))

@@ -24,14 +24,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import SimpleITK as sitk
 
 import gistrisk
 from gistrisk.batch import BatchItem, file_fingerprint, run_batch
 from gistrisk.errors import InputError
 from gistrisk.paths import sidecar
 from gistrisk.provenance import RADIOMICS_PACKAGES, file_sha256, package_versions, provenance
+from gistrisk.radiomics.extract import extract_case, extract_files
 from gistrisk.radiomics.icc import icc_table
+from gistrisk.radiomics.images import read_image
 from gistrisk.radiomics.manifest import manifest_cases, read_manifest
+from gistrisk.radiomics.masks import read_mask
 from gistrisk.radiomics.params import load_params, resolve_params
 from gistrisk.radiomics.perturb import PERTURBATIONS, case_rng, perturb
 from gistrisk.radiomics.tables import write_json, write_rows
@@ -91,8 +95,6 @@ class CohortOutputs:
 
 def extract_worker(inputs: dict) -> dict:
     """Batch worker (top level, picklable): one case -> {"features", "diagnostics"}."""
-    from gistrisk.radiomics.extract import extract_files  # PyRadiomics: only where a case is extracted
-
     _set_threads(inputs)
     res = extract_files(inputs["image"], inputs["mask"], label=inputs.get("label"), segment=inputs.get("segment"),
                         params=inputs["params"], patient_id=inputs["patient_id"],
@@ -169,10 +171,6 @@ def robustness_worker(inputs: dict) -> dict:
 
     A failure of any extraction of the case raises (the case is left out as a whole).
     """
-    from gistrisk.radiomics.extract import extract_case  # PyRadiomics: only where a case is extracted
-    from gistrisk.radiomics.images import read_image
-    from gistrisk.radiomics.masks import read_mask
-
     _set_threads(inputs)
     pid, params = inputs["patient_id"], inputs["params"]
     image = read_image(inputs["image"], patient=pid)
@@ -283,8 +281,6 @@ def perturbation_robustness(cases: pd.DataFrame | str | Path | Sequence[dict], p
 def _set_threads(inputs: dict) -> None:
     """SimpleITK threads of this worker process, as the run shared the cores out."""
     if inputs.get("threads"):
-        import SimpleITK as sitk
-
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(int(inputs["threads"]))
 
 

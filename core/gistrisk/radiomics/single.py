@@ -6,6 +6,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from gistrisk.atomic import write_json, write_table
+from gistrisk.errors import InputError
+from gistrisk.paths import sidecar
+from gistrisk.provenance import file_sha256, package_versions, provenance
+from gistrisk.radiomics.extract import extract_files
+from gistrisk.radiomics.params import resolve_params
+
 
 def extract_single(image: Path, mask: Path, out: Path, *, label: int | None = None, segment: str | None = None,
                    params: str | Path | None = None, patient_id: str | None = None, modality: str = "CT",
@@ -14,13 +21,6 @@ def extract_single(image: Path, mask: Path, out: Path, *, label: int | None = No
 
     ``workers`` processes share the case's image types (None = the available cores, at most 4; 1 = sequential).
     """
-    from gistrisk.atomic import write_json, write_table
-    from gistrisk.errors import InputError
-    from gistrisk.paths import sidecar
-    from gistrisk.provenance import file_sha256, package_versions, provenance
-    from gistrisk.radiomics.extract import extract_files
-    from gistrisk.radiomics.params import resolve_params
-
     out = Path(out)
     if out.suffix.lower() not in (".parquet", ".pq", ".csv"):
         raise InputError("output must end in .parquet or .csv", file=str(out))

@@ -12,6 +12,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from gistrisk import atomic
 
 
@@ -30,10 +33,6 @@ def write_rows(path: str | Path, rows: Sequence[dict[str, Any]], columns: Sequen
     path = Path(path)
     with atomic.atomic_path(path) as tmp:
         if path.suffix.lower() in (".parquet", ".pq"):
-            # lazy: pyarrow.parquet takes about 0.25 s to import (measured) and CSV output does not need it
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
             arrays = [_column(pa, [r.get(c) for r in rows]) for c in cols]
             pq.write_table(pa.Table.from_arrays(arrays, names=cols), tmp)
         else:

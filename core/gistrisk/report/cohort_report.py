@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from gistrisk.atomic import write_text
+from gistrisk.clinical.nih import nih_categories, nih_rank
 from gistrisk.errors import InputError
 from gistrisk.provenance import package_versions
 from gistrisk.report import plots
@@ -20,6 +21,7 @@ from gistrisk.report.render import Figures, fmt, fmt_p, label, ordered, render
 from gistrisk.report.table_one import CohortInput, first_rows, table_one
 from gistrisk.report.tripod import REFERENCE as TRIPOD_REFERENCE
 from gistrisk.report.tripod import checklist_rows
+from gistrisk.survival.evaluation import c_index_summary
 
 ID = "patient_id"
 SECTIONS = {
@@ -121,9 +123,6 @@ def cindex_rows(dev: dict[str, Any], val: dict[str, Any]) -> list[dict[str, Any]
 
 
 def _dev_nih(model, dev_outcomes, dev_clinical) -> dict[str, Any] | None:
-    from gistrisk.clinical.nih import nih_categories, nih_rank
-    from gistrisk.survival.evaluation import c_index_summary
-
     if dev_outcomes is None or dev_clinical is None:
         return None
     nih = nih_categories(dev_clinical)
@@ -137,8 +136,6 @@ def _dev_nih(model, dev_outcomes, dev_clinical) -> dict[str, Any] | None:
 
 
 def _nih_series(predictions: pd.DataFrame, clinical: pd.DataFrame | None) -> pd.Series | None:
-    from gistrisk.clinical.nih import nih_categories
-
     if "modified_nih" in predictions.columns and predictions["modified_nih"].notna().any():
         return predictions["modified_nih"].dropna().astype(str)
     if clinical is not None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import MaxNLocator
 
 from gistrisk.report.render import label, pyplot
 from gistrisk.survival.cox import step_at
@@ -107,10 +108,6 @@ def axis_scores(model, predictions: pd.DataFrame) -> tuple[np.ndarray, str]:
 
 
 def _nice_ticks(lo: float, hi: float, n: int = 6) -> np.ndarray:
-    # lazy, as render.pyplot: matplotlib takes about 0.2 s to import (measured) and every `gistrisk`
-    # command imports this module through the report
-    from matplotlib.ticker import MaxNLocator
-
     t = np.asarray(MaxNLocator(nbins=n).tick_values(lo, hi))  # an array (its stubs say a sequence)
     return t[(t >= lo - 1e-9) & (t <= hi + 1e-9)]
 

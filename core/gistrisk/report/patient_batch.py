@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from gistrisk.atomic import write_table
+from gistrisk.clinical.nih import nih_categories
 from gistrisk.errors import GistRiskError
 from gistrisk.report.patient import write_patient_report
 
@@ -46,8 +47,6 @@ def write_patient_reports(out_dir: str | Path, *, model, tables: dict[str, pd.Da
     -------
     DataFrame (patient_id, report, status, error), also written as ``index.csv``.
     """
-    from gistrisk.clinical.nih import nih_categories
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     pred = model.predict(tables).set_index(ID)

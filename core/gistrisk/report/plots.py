@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import FixedLocator, NullLocator
 
 from gistrisk.report.render import COLORS, label, ordered, p_is, pyplot
 
@@ -57,10 +58,6 @@ def forest_plot(hrs: dict[str, pd.DataFrame]):
 
 def _log_ticks(ax, lo: float, hi: float) -> None:
     """Plain-number ticks (0.25, 0.5, 1, 2, ...) on a log axis covering [lo, hi]."""
-    # lazy, as render.pyplot: matplotlib takes about 0.2 s to import (measured) and every `gistrisk`
-    # command imports this module through the report
-    from matplotlib.ticker import FixedLocator, NullLocator
-
     cand = np.array([0.05, 0.1, 0.2, 0.25, 0.5, 0.67, 0.8, 1, 1.25, 1.5, 2, 3, 4, 5, 10, 20])
     lo, hi = min(lo, 0.9), max(hi, 1.1)
     ticks = cand[(cand >= lo / 1.05) & (cand <= hi * 1.05)]

@@ -1,10 +1,17 @@
-"""`gistrisk simulate` and `gistrisk demo`. Heavy imports stay inside the functions."""
+"""`gistrisk simulate` and `gistrisk demo`."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
+from tqdm import tqdm
+
+from gistrisk.simulate.demo_settings import DemoSettings
+
+# The simulator and the demo (gistrisk.simulate.study, .demo) are imported inside the commands: they add
+# about 1.9 s to `gistrisk --help` and `gistrisk simulate --help` (measured: 0.1 s -> 2.0 s for this module).
 
 
 def simulate(
@@ -22,15 +29,11 @@ def simulate(
     a clinical table and RFS outcomes drawn from a known Cox model, plus the true linear
     predictor and the oracle C-index. Re-running the same command resumes.
     """
-    from tqdm import tqdm
-
     from gistrisk.simulate.study import simulate_cohort
 
     with tqdm(total=patients + external, unit="patient", desc="simulate") as bar:
         paths = simulate_cohort(out, patients, external, seed, workers=workers, overwrite=overwrite,
                                 progress=bar.update)
-    import json
-
     rec = json.loads(paths["cohort_json"].read_text(encoding="utf-8"))
     for name, c in rec["cohorts"].items():
         oracle = "n/a (no events)" if c["oracle_c_index"] is None else f"{c['oracle_c_index']:.3f}"
@@ -61,7 +64,6 @@ def demo(
     shrunk for speed are printed next to the paper's.
     """
     from gistrisk.simulate.demo import run_demo
-    from gistrisk.simulate.demo_settings import DemoSettings
 
     settings = DemoSettings(patients=patients, external=external, seed=seed, jobs=jobs, epochs=epochs,
                             weights=weights)

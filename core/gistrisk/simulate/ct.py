@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
+from scipy.spatial import ConvexHull
 
 from gistrisk.simulate.config import Acquisition
 
@@ -43,8 +44,6 @@ def _smooth_noise(rng: np.random.Generator, shape: tuple[int, ...], sigma_vox) -
 
 def largest_diameter_mm(mask: np.ndarray, spacing: tuple[float, float, float]) -> float:
     """Largest distance between two voxel centres of ``mask`` (z, y, x), in mm."""
-    from scipy.spatial import ConvexHull
-
     edge = mask & ~ndimage.binary_erosion(mask)
     pts = np.argwhere(edge)[:, ::-1] * np.asarray(spacing, float)  # (n, 3) x, y, z mm
     if len(pts) < 2:

@@ -6,6 +6,8 @@ import re
 from pathlib import Path
 
 import numpy as np
+import SimpleITK as sitk
+import slicerio
 
 from gistrisk.atomic import atomic_path
 from gistrisk.simulate.ct import CTCase
@@ -36,9 +38,6 @@ def terminology(site: str) -> dict:
 
 def write_ct(case: CTCase, image_path: Path, seg_path: Path, site: str) -> None:
     """Write ``case.hu`` as a gzip NRRD (SimpleITK) and ``case.mask`` as a Slicer segmentation."""
-    import SimpleITK as sitk
-    import slicerio
-
     img = sitk.GetImageFromArray(case.hu)
     img.SetSpacing(case.spacing)
     img.SetOrigin(case.origin)

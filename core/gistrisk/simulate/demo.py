@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from gistrisk.atomic import write_json, write_text
 from gistrisk.errors import GistRiskError, InputError
 from gistrisk.pathology.runs import feature_cohort, tile_cohort
@@ -30,6 +32,7 @@ from gistrisk.pathology.tiling import TileConfig
 from gistrisk.radiomics.runs import extract_cohort
 from gistrisk.simulate.demo_settings import DemoSettings, settings_rows
 from gistrisk.simulate.study import simulate_cohort
+from gistrisk.survival.config import DEFAULT_CONFIG
 
 
 @dataclass
@@ -85,10 +88,6 @@ class Layout:
 
 def fit_config_text(s: DemoSettings) -> str:
     """The fit defaults with the demo's smaller forests, folds and bootstrap (YAML)."""
-    import yaml
-
-    from gistrisk.survival.config import DEFAULT_CONFIG
-
     cfg = yaml.safe_load(DEFAULT_CONFIG.read_text(encoding="utf-8"))
     cfg["seed"], cfg["n_jobs"], cfg["bootstrap"] = s.seed, s.jobs, s.bootstrap
     cfg["modality"]["rsf"]["n_estimators"] = s.rsf_trees

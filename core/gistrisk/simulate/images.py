@@ -11,7 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
+from gistrisk.simulate.annotations import write_annotations
 from gistrisk.simulate.config import Acquisition, SimulationConfig
+from gistrisk.simulate.ct import simulate_ct
+from gistrisk.simulate.ct_write import write_ct
+from gistrisk.simulate.slide_layout import layout, rasterise
+from gistrisk.simulate.slide_texture import render
+from gistrisk.simulate.slide_write import write_slide
 
 CT_STREAM, WSI_STREAM, ANNOTATION_STREAM = 1, 2, 3
 
@@ -43,9 +49,6 @@ def _rng(job: ImageJob, stream: int) -> np.random.Generator:
 
 def make_ct(job: ImageJob) -> None:
     """Simulate and write the CT volume and its `.seg.nrrd`."""
-    from gistrisk.simulate.ct import simulate_ct
-    from gistrisk.simulate.ct_write import write_ct
-
     assert job.ct_image is not None and job.ct_seg is not None  # run_job calls this only for a CT job
     if job.resume and job.ct_image.is_file() and job.ct_seg.is_file():
         return
@@ -56,11 +59,6 @@ def make_ct(job: ImageJob) -> None:
 
 def make_slide(job: ImageJob) -> None:
     """Simulate and write the slide and, for annotated slides, its QuPath GeoJSON."""
-    from gistrisk.simulate.annotations import write_annotations
-    from gistrisk.simulate.slide_layout import layout, rasterise
-    from gistrisk.simulate.slide_texture import render
-    from gistrisk.simulate.slide_write import write_slide
-
     assert job.slide is not None  # run_job calls this only for a slide job
     done = job.slide.is_file() and (job.annotations is None or job.annotations.is_file())
     if job.resume and done:

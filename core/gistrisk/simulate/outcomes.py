@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from gistrisk.simulate.config import Censoring, HazardModel, SimulationConfig
+from gistrisk.simulate.patients import draw_patients
 from gistrisk.survival.evaluation import harrell_c  # noqa: F401  (re-exported: the oracle C-index)
 
 
@@ -59,8 +60,6 @@ def calibrate_scale(lp: np.ndarray, shape: float, cens: Censoring) -> float:
 def reference_scale(rng: np.random.Generator, cfg: SimulationConfig, n: int = 1000) -> float:
     """Weibull scale calibrated on a reference population of ``n`` patients drawn from ``rng``, so
     the development and external cohorts share one baseline hazard."""
-    from gistrisk.simulate.patients import draw_patients
-
     ref = draw_patients(rng, n, "REF", cfg, all_modalities=True)
     return calibrate_scale(linear_predictor(ref, cfg.hazard)["lp"].to_numpy(), cfg.hazard.weibull_shape,
                            cfg.censoring)

@@ -13,6 +13,9 @@ import numpy as np
 
 from gistrisk.atomic import atomic_path
 
+# tifffile is imported inside write_slide: it comes with the pathology extra, and without it only the
+# slides fail (each recorded as a failure by the image job) while the CTs and tables are still written.
+
 
 def pyramid(rgb: np.ndarray, levels: int, factor: int = 4) -> list[np.ndarray]:
     """``levels`` images, each ``factor`` times smaller than the last (mean of factor x factor blocks)."""

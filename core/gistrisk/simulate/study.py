@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ import pandas as pd
 
 from gistrisk.atomic import write_json, write_table
 from gistrisk.errors import InputError
+from gistrisk.provenance import package_versions, provenance
 from gistrisk.simulate.config import Acquisition, SimulationConfig
 from gistrisk.simulate.ct_write import SEGMENT_NAME
 from gistrisk.simulate.images import ImageJob, run_job
@@ -102,8 +104,6 @@ def _run_jobs(jobs: list[ImageJob], workers: int, progress: Callable[[int], None
             if progress:
                 progress(1)
         return failures
-    from concurrent.futures import ProcessPoolExecutor
-
     with ProcessPoolExecutor(max_workers=workers) as ex:
         for res in ex.map(run_job, jobs, chunksize=1):
             failures += res
@@ -163,8 +163,6 @@ def simulate_cohort(out_dir: str | Path, n_patients: int, n_external: int, seed:
     ``<cohort>_outcomes``, ``<cohort>_truth``, ``<cohort>_radiomics_manifest``,
     ``<cohort>_slide_manifest`` (and ``<cohort>_failures`` when some image failed).
     """
-    from gistrisk.provenance import provenance
-
     if n_patients < 1 or n_external < 0:
         raise InputError(f"need at least 1 development patient and 0 or more external ones "
                          f"(got {n_patients}, {n_external})")
@@ -224,7 +222,5 @@ def simulate_cohort(out_dir: str | Path, n_patients: int, n_external: int, seed:
 
 def _image_versions() -> dict[str, str]:
     """Versions of the writers whose output format matters (slicerio, tifffile, imagecodecs)."""
-    from gistrisk.provenance import package_versions
-
     return {k: v for k, v in package_versions(("slicerio", "pynrrd", "tifffile", "imagecodecs")).items()
             if k not in ("python", "gistrisk")}
