@@ -26,7 +26,10 @@ ROOTS = {"gistrisk": REPO / "core" / "gistrisk", "qupath_bridge": REPO / "qupath
 NOT_RUN_BY_THE_MODULE = ("gistrisk.pathology", "gistrisk.simulate")
 SLICER_ITSELF = {"slicer", "vtk", "qt", "ctk"}
 #: third-party imports the module's paths never reach, with why
-OPTIONAL = {"dask": "only `gistrisk radiomics extract --scheduler` (a Dask cluster); Slicer runs local processes"}
+OPTIONAL = {"dask": "only `gistrisk radiomics extract --scheduler` (a Dask cluster); Slicer runs local processes",
+            **dict.fromkeys(("torch", "safetensors", "h5py"),
+                            "only a bundle whose pathology modality pools tile embeddings by attention (fit setting "
+                            "aggregation: abmil); without the pathology extra loading one is a clear BundleError")}
 #: declared although no project file imports them, with why
 IMPORTED_BY_DEPENDENCIES = {"trimesh": "PyRadiomics' LBP3D filter imports it without declaring it"}
 

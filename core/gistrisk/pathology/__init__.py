@@ -6,8 +6,9 @@ Modules (one job each): ``slides`` (OpenSlide/tiffslide/PIL reader, mpp, levels)
 (QuPath GeoJSON via qupath_bridge), ``encoders`` (which tile encoder: ResNet50 or a timm model from
 local weights), ``model`` (classifier architecture and weight files), ``stain`` (Reinhard and
 Macenko normalisation), ``data`` (tile Dataset), ``train`` (training recipe), ``engine`` (batched
-inference), ``features`` (tumour-tile pooling, output table), ``columns`` (the ``path_0000``
-column rule, torch-free), ``embeddings`` (per-tile embeddings kept per slide, HDF5), ``pipeline`` (one slide end to end, batch workers), ``manifest`` (which
+inference), ``features`` (tumour-tile pooling, output table), ``tumour`` (the tumour-tile rule, torch-free), ``columns`` (the ``path_0000``
+column rule, torch-free), ``embeddings`` (per-tile embeddings kept per slide, HDF5), ``abmil`` (attention pooling of a
+patient's tumour-tile embeddings with a Cox loss: the fit setting ``aggregation: abmil``), ``pipeline`` (one slide end to end, batch workers), ``manifest`` (which
 slides: manifest CSV, folder, entries), ``runs`` (the Python API of a run: one slide's tiles, a tiles
 or features cohort on the batch engine, re-aggregation from stored embeddings), ``checks`` (numeric
 settings), ``cli`` (``gistrisk pathology tiles|train|features|aggregate``, options -> ``runs`` -> console).

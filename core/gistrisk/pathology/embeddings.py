@@ -112,6 +112,22 @@ def read_embeddings(path: str | Path) -> SlideEmbeddings:
     return emb
 
 
+def read_ids(path: str | Path) -> tuple[str, str]:
+    """(patient_id, slide_id) of an embeddings file, read from its attributes only (no tile data);
+    InputError naming the file if it is not one."""
+    path = Path(path)
+    try:
+        with h5py.File(path, "r") as f:
+            if f.attrs.get("format") != FORMAT:
+                raise InputError(f"not an embeddings file of `gistrisk pathology features` (format "
+                                 f"{f.attrs.get('format')!r})", file=str(path))
+            return str(f.attrs["patient_id"]), str(f.attrs["slide_id"])
+    except InputError:
+        raise
+    except (OSError, KeyError, ValueError, TypeError) as e:
+        raise InputError(f"not an embeddings file ({type(e).__name__}: {e})", file=str(path)) from e
+
+
 def embedding_files(paths: str | Path | list[str | Path]) -> list[Path]:
     """Folders (their ``*.h5``, sorted) and files -> the embeddings files; InputError if there are none."""
     items = [paths] if isinstance(paths, (str, Path)) else list(paths)

@@ -3,38 +3,21 @@ the embedding size of the encoder otherwise)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from gistrisk.pathology.annotations import bridge_errors
-from gistrisk.pathology.checks import check_number
-from gistrisk.pathology.classes import TUMOUR
 from gistrisk.pathology.columns import feature_columns  # the one column rule (torch-free, shared with simulate)
 from gistrisk.pathology.model import FEATURE_DIM
+from gistrisk.pathology.tumour import FeatureConfig, tumour_mask  # the tumour rule (torch-free)
 from qupath_bridge.tiles import write_tile_predictions
 
 FLAG_NO_TUMOUR = "no_tumour_tiles"
 
 #: the columns of the paper's ResNet50 features, path_0000..path_2047
 FEATURE_COLUMNS = feature_columns(FEATURE_DIM)
-
-
-@dataclass
-class FeatureConfig:
-    """tumour_threshold: minimum tumour probability of a tile whose predicted class is tumour;
-    tumour_class: the class whose tiles are pooled."""
-
-    tumour_threshold: float = 0.5
-    tumour_class: str = TUMOUR
-
-    def __post_init__(self) -> None:
-        check_number(self.tumour_threshold, "--tumour-threshold", low=0, high=1)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def pool_tumour_features(probs: np.ndarray, feats: np.ndarray, classes: list[str],
@@ -44,10 +27,7 @@ def pool_tumour_features(probs: np.ndarray, feats: np.ndarray, classes: list[str
     probs: (N, C); feats: (N, D) -> (vector (D,) float64, NaN when no tumour tile;
     tumour mask (N,) bool).
     """
-    cfg = config or FeatureConfig()
-    t = list(classes).index(cfg.tumour_class)
-    mask = (probs.argmax(axis=1) == t) & (probs[:, t] >= cfg.tumour_threshold) if len(probs) else \
-        np.zeros(0, bool)
+    mask = tumour_mask(probs, classes, config)
     if not mask.any():
         return np.full(feats.shape[1] if feats.ndim == 2 else FEATURE_DIM, np.nan), mask
     return feats[mask].astype(np.float64).mean(axis=0), mask

@@ -162,6 +162,13 @@ def _coxnet(p, info, cv) -> str | None:
             "coefficients; no forest, stepwise step or refit)") if ms else None
 
 
+def _abmil(p, info, cv) -> str | None:
+    ms = [m for m, cfg in _modality_settings(p, info).items() if cfg.get("aggregation") == "abmil"]
+    return (f"{', '.join(ms)}: the tumour tiles' embeddings are pooled by gated attention (ABMIL, Ilse et al. "
+            "2018) trained with a Cox loss on the training rows of each fold; its risk, scored out of inner "
+            "folds, is the modality's one feature") if ms else None
+
+
 def _no_signal(p, info, cv) -> str | None:
     ns = info.get("no_signal") or {}
     return ("; ".join(f"{m} left the fusion ({why})" for m, why in ns.items())
@@ -194,6 +201,10 @@ DEVIATIONS: tuple[Deviation, ...] = (
               "2,048 strongly correlated features against a few dozen events: selection among them is unstable; "
               "a few leading components keep most of the variance, and fitting them per fold keeps it leak-free",
               _pca),
+    Deviation("abmil", "Pooling of tile features", "the mean of the tumour tiles' deep features per slide",
+              "when a few tiles carry the prognosis the mean dilutes them; attention learns which tiles to weigh, "
+              "and training it inside each fold keeps the estimate leak-free (it needs more patients than the "
+              "mean: see docs/statistics.md)", _abmil),
     Deviation("log1p", "Skewed clinical variables", "variables entered on their recorded scale (no "
               "transformation stated)", "tumour size, mitotic count, Ki-67 and blood counts are right-skewed; "
               "on the raw scale a few extreme patients dominate a linear Cox term", _log1p),

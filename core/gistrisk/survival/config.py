@@ -83,6 +83,20 @@ class ClusterConfig:
 
 
 @dataclass
+class ABMILConfig:
+    """Gated attention pooling of tumour-tile embeddings (Ilse et al. 2018) trained with a Cox loss; used
+    when a modality's ``aggregation`` is ``abmil`` (see fit_default.yaml)."""
+
+    hidden: int = 64             # size of the tile embedding after the first layer, and of the attention
+    dropout: float = 0.5         # after the first layer, while training
+    epochs: int = 200            # full-batch steps over the training patients
+    lr: float = 0.001            # AdamW learning rate
+    weight_decay: float = 0.1    # AdamW weight decay
+    max_tiles: int = 512         # tumour tiles per patient used in training (a seeded sample when more)
+    inner_folds: int = 5         # the unimodal Cox is fitted on attention risks out of these inner folds
+
+
+@dataclass
 class ModalityConfig:
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     lasso: LassoConfig = field(default_factory=LassoConfig)
@@ -93,6 +107,10 @@ class ModalityConfig:
     min_events_per_feature: int = 5
     #: paper: LASSO-Cox -> RSF -> stepwise -> refitted Cox; coxnet: the cross-validated Coxnet is the model
     selection: str = "paper"
+    #: mean: the table's features (the paper's mean of tumour tiles for pathology); abmil: attention pooling of
+    #: the tumour-tile embeddings stored beside a pathology table, trained inside each training fold
+    aggregation: str = "mean"
+    abmil: ABMILConfig = field(default_factory=ABMILConfig)
 
 
 #: where a modality's defaults depart from ``FitConfig.modality`` (applied on top of it)
@@ -171,6 +189,7 @@ _SECTIONS = {
     (ModalityConfig, "preprocess"): PreprocessConfig, (ModalityConfig, "lasso"): LassoConfig,
     (ModalityConfig, "rsf"): RSFConfig, (ModalityConfig, "stepwise"): StepwiseConfig,
     (ModalityConfig, "cox"): CoxConfig, (ModalityConfig, "cluster"): ClusterConfig,
+    (ModalityConfig, "abmil"): ABMILConfig,
     (FitConfig, "modality"): ModalityConfig, (FitConfig, "fusion"): FusionConfig,
     (FitConfig, "harmonisation"): HarmonisationConfig,
 }
@@ -250,6 +269,10 @@ _RANGES = {
     ("stepwise", "p_enter"): ("float", 0.0, 1.0), ("stepwise", "p_remove"): ("float", 0.0, 1.0),
     ("stepwise", "max_features"): ("int", 1, None), ("cox", "penalizer"): ("float", 0.0, None),
     ("cluster", "n_clusters"): ("int", 2, None),
+    ("abmil", "hidden"): ("int", 1, None), ("abmil", "dropout"): ("float", 0.0, 0.95),
+    ("abmil", "epochs"): ("int", 1, None), ("abmil", "lr"): ("float", 1e-8, 10.0),
+    ("abmil", "weight_decay"): ("float", 0.0, None), ("abmil", "max_tiles"): ("int", 1, None),
+    ("abmil", "inner_folds"): ("int", 2, None),
 }
 
 
@@ -281,6 +304,13 @@ def _validate(cfg: FitConfig) -> None:
         if not isinstance(m.lasso.one_se, bool):
             raise InputError(f"config {key}.lasso.one_se must be true or false, got {m.lasso.one_se!r}")
         _choice(m.selection, ("paper", "coxnet"), f"{key}.selection")
+        _choice(m.aggregation, ("mean", "abmil"), f"{key}.aggregation")
+        if m.aggregation == "abmil" and name == "modality":
+            raise InputError("config modality.aggregation: abmil would apply to every modality; set it for the "
+                             "pathology modality only, under modalities.pathology.aggregation")
+        if m.aggregation == "abmil" and name in cfg.harmonisation.modalities:
+            raise InputError(f"config {key}.aggregation: abmil reads tile embeddings, which the harmonisation of "
+                             f"feature tables does not map; remove {name!r} from harmonisation.modalities")
         if m.selection == "coxnet" and m.lasso.enabled is False:
             raise InputError(f"config {key}.selection: coxnet is the cross-validated LASSO-Cox itself; "
                              f"it needs {key}.lasso.enabled: true")
@@ -293,8 +323,8 @@ def _validate(cfg: FitConfig) -> None:
         if pre.pca_components is not None:
             _number(pre.pca_components, "int", 1, None, f"{name}.preprocess.pca_components")
         _number(m.min_events_per_feature, "int", 1, None, f"{name}.min_events_per_feature")
-        for (section, key), (kind, lo, hi) in _RANGES.items():
-            _number(getattr(getattr(m, section), key), kind, lo, hi, f"{name}.{section}.{key}")
+        for (section, fld), (kind, lo, hi) in _RANGES.items():
+            _number(getattr(getattr(m, section), fld), kind, lo, hi, f"{key}.{section}.{fld}")
         for section in ("lasso", "rsf", "stepwise", "cluster"):
             if not isinstance(getattr(m, section).enabled, bool):
                 raise InputError(f"config {name}.{section}.enabled must be true or false")

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gistrisk.atomic import write_json
+from gistrisk.atomic import atomic_path, write_json
 from gistrisk.clinical.dictionary import ClinicalDictionary, default_dictionary
 from gistrisk.errors import BundleError, InputError
 from gistrisk.survival.cox import step_at
@@ -65,7 +65,7 @@ class MultimodalRiskModel:
         self.cv_metrics_ = cv_metrics or {}
         self.info_ = info or {}
         self.oof_scores_ = oof_scores
-        self.input_columns_ = {m: p.preprocessor_.numeric_ + p.preprocessor_.categorical_ for m, p in pipelines.items()}
+        self.input_columns_ = {m: p.input_columns() for m, p in pipelines.items()}
 
     # ---- prediction -------------------------------------------------------------------------------------
     def scores(self, tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -134,6 +134,8 @@ class MultimodalRiskModel:
         for m, df in tables.items():
             df = _indexed(df, m)
             cols = [c for c in self.input_columns_.get(m, []) if c in df.columns]
+            if not cols:  # e.g. attention pooling reads the embeddings, no column of the table
+                continue
             gaps = df[cols].isna()
             for pid, row in gaps.iterrows():
                 out.setdefault(str(pid), []).extend(f"{m}:{c}" for c in row.index[row.to_numpy()])
@@ -212,7 +214,7 @@ class MultimodalRiskModel:
             raise ValueError("this model has no early-fusion component")
         frames = [_indexed(tables[m], m) for m in self.modalities_]
         ids = sorted(set.intersection(*[set(f.index) for f in frames]))
-        Z = np.hstack([self.pipelines_[m].preprocessor_.transform(f.loc[ids]).to_numpy(float)
+        Z = np.hstack([self.pipelines_[m].preprocessor_.transform(self.pipelines_[m].prepare(f.loc[ids])).to_numpy(float)
                        for m, f in zip(self.modalities_, frames)])
         return pd.Series(Z @ np.asarray(self.early_fusion_["coef"], float), index=pd.Index(ids, name=ID))
 
@@ -231,24 +233,31 @@ class MultimodalRiskModel:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> MultimodalRiskModel:
-        """The model of a bundle dictionary (:meth:`to_dict`), its structure checked (ValueError, KeyError)."""
+    def from_dict(cls, d: dict[str, Any], directory: str | Path | None = None) -> MultimodalRiskModel:
+        """The model of a bundle dictionary (:meth:`to_dict`), its structure checked (ValueError, KeyError);
+        ``directory``: the bundle folder, where attention weights files lie (BundleError when one is missing)."""
         check_bundle(d)
-        return cls({m: ModalityPipeline.from_dict(p) for m, p in d["pipelines"].items()},
+        return cls({m: ModalityPipeline.from_dict(p, directory) for m, p in d["pipelines"].items()},
                    {k: FusionCox.from_dict(f) for k, f in d["fusion"].items()},
                    d.get("early_fusion"), d.get("clinical_schema"), d.get("group_curves"), d.get("cv_metrics"),
                    d.get("info"), oof_from_dict(d.get("oof_scores")))
 
     def save(self, directory: str | Path) -> Path:
-        """Write ``model.json``; a model holding NaN or infinity is refused, never written."""
+        """Write ``model.json`` (and each attention-pooling modality's safetensors weights beside it, first);
+        a model holding NaN or infinity is refused, never written."""
         directory = Path(directory)
         d = self.to_dict()
-        problem = first_non_finite(d)
+        problem = first_non_finite(d) or next((f"pipelines.{m}.abmil weights ({p.weights_file()})"
+                                               for m, p in self.pipelines_.items() if not p.weights_finite()), None)
         if problem:
             raise BundleError(f"the fitted model has a number that is not finite at {problem}; no bundle written "
                               f"to {directory} (check the input tables for extreme values)")
         d = nan_to_null(d)
         directory.mkdir(parents=True, exist_ok=True)
+        for p in self.pipelines_.values():
+            if (data := p.weights_bytes()) is not None:
+                with atomic_path(directory / p.weights_file()) as tmp:
+                    tmp.write_bytes(data)
         write_json(directory / BUNDLE_FILE, d, allow_nan=False)
         return directory
 
@@ -273,7 +282,7 @@ class MultimodalRiskModel:
             raise BundleError(f"{path}: model schema version {v!r} is newer than this gistrisk reads "
                               f"({SCHEMA_VERSION}); upgrade gistrisk")
         try:
-            model = cls.from_dict(d)
+            model = cls.from_dict(d, path.parent)
         except (KeyError, TypeError, ValueError, IndexError) as e:
             raise BundleError(f"{path}: model bundle is incomplete or corrupt ({type(e).__name__}: {e})") from e
         model.source_ = str(path)
@@ -399,8 +408,11 @@ def check_bundle(d: dict[str, Any]) -> None:
             raise ValueError(f"pipeline {m!r}: preprocessing outputs {names} but the Cox uses {p['selected']}")
         if len(pre["mean"]) != len(pre["features_out"]) or len(pre["scale"]) != len(pre["features_out"]):
             raise ValueError(f"pipeline {m!r}: scaling has the wrong length")
-        if sorted(d["input_columns"][m]) != sorted(pre["numeric"] + pre["categorical"]):
+        reads = [] if p.get("abmil") else pre["numeric"] + pre["categorical"]  # attention reads the embeddings
+        if sorted(d["input_columns"][m]) != sorted(reads):
             raise ValueError(f"input_columns of {m!r} do not match its preprocessing")
+        if p.get("abmil") is not None and not all(isinstance(p["abmil"].get(k), str) for k in ("file", "sha256")):
+            raise ValueError(f"pipeline {m!r}: the attention weights record needs a file name and its sha256")
     problem = first_non_finite(d)
     if problem:
         raise ValueError(f"not a finite number at {problem}")

@@ -131,7 +131,7 @@ def fit_multimodal(tables: dict[str, pd.DataFrame], outcomes: pd.DataFrame, conf
     early = fit_early_fusion(final, data, outcomes, config) if config.fusion.early_fusion and len(mods) > 1 else None
     S = oof[mods].dropna()  # the patients with every modality: the fusion Cox's training rows
     cv["proportional_hazards"] = {
-        **{m: ph_test(final[m].preprocessor_.transform(final[m].prepare(data[m][0])).to_numpy(float), data[m][1],
+        **{m: ph_test(final[m].preprocessor_.transform(final[m].fitted_frame(data[m][0])).to_numpy(float), data[m][1],
                       data[m][2],
                       final[m].selected_, config.for_modality(m).cox.penalizer) for m in mods},
         "fusion": ph_test(S.to_numpy(float), outcomes.loc[S.index, "time"], outcomes.loc[S.index, "event"], mods,
@@ -243,7 +243,7 @@ def model_card(final: dict[str, ModalityPipeline], data, outcomes: pd.DataFrame,
     t, e = outcomes["time"].to_numpy(float), outcomes["event"].to_numpy(int)
     ranges: dict[str, dict[str, Any]] = {}
     for m in mods:
-        X, pre = final[m].prepare(data[m][0]), final[m].preprocessor_
+        X, pre = final[m].fitted_frame(data[m][0]), final[m].preprocessor_
         r: dict[str, Any] = {}
         for c in pre.numeric_:
             v = pd.to_numeric(X[c], errors="coerce").dropna().to_numpy(float)
@@ -259,7 +259,7 @@ def model_card(final: dict[str, ModalityPipeline], data, outcomes: pd.DataFrame,
                                  "median_reverse_km": reverse_km_median(t, e)},
             "modalities": list(mods), "per_modality": {m: {"n": int(len(data[m][0])), "events": int(data[m][2].sum())}
                                                        for m in mods},
-            "input_ranges": ranges, "score_ranges": {m: score_range(final[m].score(data[m][0]),
+            "input_ranges": ranges, "score_ranges": {m: score_range(final[m].score(data[m][0], training=True),
                                                                    None if oof is None else oof[m]) for m in mods}}
 
 
@@ -347,7 +347,7 @@ def cv_metrics(oof, outcomes, folds, mods, config: FitConfig, data, pipes) -> tu
                 continue
             tr_ids = S.index[f != k]
             te_ids = S.index[f == k]
-            Ztr = _early_matrix({m: pipes[(m, k)] for m in mods}, data, tr_ids)
+            Ztr = _early_matrix({m: pipes[(m, k)] for m in mods}, data, tr_ids, training=True)
             Zte = _early_matrix({m: pipes[(m, k)] for m in mods}, data, te_ids)
             r = fit_cox(Ztr, y.loc[tr_ids, "time"], y.loc[tr_ids, "event"], penalizer=max(config.fusion.penalizer, 0.01))
             early[te_ids] = r.linear_predictor(Zte)
@@ -368,6 +368,14 @@ def selection_comparison(data, oof: pd.DataFrame, config: FitConfig, pipes) -> d
     out: dict[str, Any] = {}
     for m, (X, t, e, f) in data.items():
         cfg = config.for_modality(m)
+        if cfg.aggregation == "abmil":  # one feature, the attention risk: both selections keep or drop it alike
+            sc = oof.loc[X.index, m]
+            ok = sc.notna().to_numpy()
+            out[m] = {"configured": cfg.selection,
+                      cfg.selection: c_index_summary(t[ok], e[ok], sc[ok].to_numpy(), n_boot=config.bootstrap,
+                                                     seed=config.seed),
+                      "note": "aggregation abmil: one feature (the attention risk); the other selection not refitted"}
+            continue
         alt = "coxnet" if cfg.selection == "paper" else "paper"
         alt_cfg = dataclasses.replace(cfg, selection=alt)
         scores = {cfg.selection: oof.loc[X.index, m], alt: pd.Series(np.nan, index=X.index)}
@@ -386,11 +394,13 @@ def selection_comparison(data, oof: pd.DataFrame, config: FitConfig, pipes) -> d
     return out
 
 
-def _early_matrix(pipes: dict[str, ModalityPipeline], data, ids) -> np.ndarray:
+def _early_matrix(pipes: dict[str, ModalityPipeline], data, ids, training: bool = False) -> np.ndarray:
+    """Selected standardised features of ``ids``, modalities side by side; ``training``: the pipelines were
+    fitted on these rows (attention-pooled risks then come from the inner folds, see ``fitted_frame``)."""
     cols = []
     for m, p in pipes.items():
         X = data[m][0].loc[ids]
-        cols.append(p.preprocessor_.transform(p.prepare(X)).to_numpy(float))
+        cols.append(p.preprocessor_.transform(p.fitted_frame(X) if training else p.prepare(X)).to_numpy(float))
     return np.hstack(cols)
 
 
@@ -398,7 +408,7 @@ def fit_early_fusion(final: dict[str, ModalityPipeline], data, outcomes, config:
     """Early fusion: one Cox on all selected (standardised) features of all modalities (comparison only)."""
     mods = sorted(final)
     ids = sorted(set.intersection(*[set(data[m][0].index) for m in mods]))
-    Z = _early_matrix({m: final[m] for m in mods}, data, ids)
+    Z = _early_matrix({m: final[m] for m in mods}, data, ids, training=True)
     y = outcomes.loc[ids]
     r = fit_cox(Z, y["time"], y["event"], penalizer=max(config.fusion.penalizer, 0.01))
     names = [f"{m}:{c}" for m in mods for c in final[m].selected_]
