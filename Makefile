@@ -34,8 +34,11 @@ $(VENV)/.installed: $(DEPS)/.installed pyproject.toml
 	$(BIN)/gistrisk --version
 	touch $@
 
+# --dist loadfile: a file's tests (a folder's, where its conftest fits a model or extracts a CT for all of
+# them) run on one worker, which builds their shared fixtures once; files with slow tests go first
+# (tests/conftest.py). Not in pyproject's addopts: the Python 3.12 Slicer venv (test-py312) has no xdist.
 test: setup
-	$(BIN)/python -m pytest -n $(JOBS) -q -rs -m "not full" tests
+	$(BIN)/python -m pytest -n $(JOBS) --dist loadfile -q -rs -m "not full" tests
 
 # The replicate studies (signal recovery over six twins) and the check that the package's own
 # declaration installs a working CLI (tests/package/check_declared.sh, fresh venvs).

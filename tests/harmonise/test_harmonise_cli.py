@@ -18,10 +18,22 @@ from gistrisk.survival.train import fit_multimodal
 
 
 def run(*args, ok=True):
+    """``gistrisk ARGS`` in its own process, as a user runs it."""
     r = subprocess.run([sys.executable, "-m", "gistrisk", *map(str, args)], capture_output=True, text=True)
     if ok:
         assert r.returncode == 0, r.stderr
     return r
+
+
+@pytest.fixture(scope="module")
+def cli(gistrisk_cli):
+    """``cli(*args, ok=True)``: as :func:`run`, in this process (tests/conftest.py: run_gistrisk)."""
+    def run_here(*args, ok=True):
+        r = gistrisk_cli(*args)
+        if ok:
+            assert r.returncode == 0, r.stderr
+        return r
+    return run_here
 
 
 def scanner(radiomics: pd.DataFrame, seed: int) -> pd.DataFrame:
@@ -63,21 +75,28 @@ def test_the_bundle_carries_the_development_cohort_as_reference(cohort):
 
 
 @pytest.mark.slow
-def test_site_file_maps_the_site_onto_the_development_cohort_one_patient_at_a_time(cohort):
+def test_site_file_maps_the_site_onto_the_development_cohort_one_patient_at_a_time(cohort, cli):
     d, model, _ = cohort
     site = d / "siteB.json"
-    r = run("harmonise", "--model", d / "model", *_mods(d), "--site", "Hospital B", "--out", site)
+    r = cli("harmonise", "--model", d / "model", *_mods(d), "--site", "Hospital B", "--out", site)
     assert "60 cases" in r.stdout and site.is_file()
     doc = json.loads(site.read_text())
     assert doc["site"] == "Hospital B" and doc["modalities"]["radiomics"]["n_cases"] == 60
     assert doc["modalities"]["radiomics"]["reference_sha256"] == \
         model.info_["harmonisation"]["reference_sha256"]["radiomics"]
 
-    run("predict", "--model", d / "model", *_mods(d), "--site-file", site, "--out", d / "batch.csv")
-    r = run("predict", "--model", d / "model", *_mods(d), "--out", d / "frozen.csv", "--report-dir", d / "reports")
+    cli("predict", "--model", d / "model", *_mods(d), "--site-file", site, "--out", d / "batch.csv")
+    r = cli("predict", "--model", d / "model", *_mods(d), "--out", d / "frozen.csv")
     batch, frozen = pd.read_csv(d / "batch.csv"), pd.read_csv(d / "frozen.csv")
     flagged = frozen.loc[frozen["out_of_distribution"].fillna("") != "", "patient_id"]
     assert len(flagged) and "outside the development cohort's range" in r.stderr
+    # the patient report of the first flagged patient alone (a report takes about 0.15 s to draw)
+    first = d / "first_flagged"
+    first.mkdir()
+    for m in ("clinical", "radiomics"):
+        t = pd.read_csv(d / f"ext_{m}.csv")
+        t[t["patient_id"] == flagged.iloc[0]].to_csv(first / f"ext_{m}.csv", index=False)
+    cli("predict", "--model", d / "model", *_mods(first), "--out", d / "first.csv", "--report-dir", d / "reports")
     html = (d / "reports" / f"{flagged.iloc[0]}.html").read_text()
     assert "OUTSIDE THE DEVELOPMENT COHORT" in html and "not harmonised" in html
     assert batch["harmonisation"].str.startswith("site Hospital B").all()
@@ -91,7 +110,7 @@ def test_site_file_maps_the_site_onto_the_development_cohort_one_patient_at_a_ti
     for m in ("clinical", "radiomics"):
         t = pd.read_csv(d / f"ext_{m}.csv")
         t[t["patient_id"] == "E0007"].to_csv(one / f"ext_{m}.csv", index=False)
-    run("predict", "--model", d / "model", *_mods(one), "--site-file", site, "--out", d / "single.csv")
+    cli("predict", "--model", d / "model", *_mods(one), "--site-file", site, "--out", d / "single.csv")
     single = pd.read_csv(d / "single.csv").iloc[0]
     row = batch.set_index("patient_id").loc["E0007"]
     for c in ("score_radiomics", "risk", "rfs_60"):
@@ -99,7 +118,7 @@ def test_site_file_maps_the_site_onto_the_development_cohort_one_patient_at_a_ti
 
 
 @pytest.mark.slow
-def test_validate_reports_frozen_and_harmonised_side_by_side_and_never_reads_outcomes(cohort):
+def test_validate_reports_frozen_and_harmonised_side_by_side_and_never_reads_outcomes(cohort, cli):
     d, _, _ = cohort
     y = pd.read_csv(d / "ext_outcomes.csv")
     shuffled = y.assign(time=y["time"].sample(frac=1, random_state=0).to_numpy(),
@@ -108,7 +127,7 @@ def test_validate_reports_frozen_and_harmonised_side_by_side_and_never_reads_out
     outs = {}
     for name, outcomes in (("true", d / "ext_outcomes.csv"), ("shuffled", d / "shuffled.csv")):
         outs[name] = d / f"val_{name}"
-        r = run("validate", "--model", d / "model", "--outcomes", outcomes, *_mods(d), "--harmonise", "auto",
+        r = cli("validate", "--model", d / "model", "--outcomes", outcomes, *_mods(d), "--harmonise", "auto",
                 "--bootstrap", "50", "--out", outs[name], "--no-report" if name == "shuffled" else "--report")
     assert "features harmonised" in r.stdout or "harmonised" in r.stdout
     a = pd.read_csv(outs["true"] / "predictions_harmonised.csv").set_index("patient_id").sort_index()
@@ -123,7 +142,7 @@ def test_validate_reports_frozen_and_harmonised_side_by_side_and_never_reads_out
     assert "Validation with harmonised features" in html and "reference-site ComBat" in html
 
 
-def test_too_few_cases_and_a_site_file_of_another_model_are_refused(cohort, tmp_path):
+def test_too_few_cases_and_a_site_file_of_another_model_are_refused(cohort, tmp_path, cli):
     d, model, _ = cohort
     for m in ("clinical", "radiomics"):
         t = pd.read_csv(d / f"ext_{m}.csv")
@@ -137,7 +156,7 @@ def test_too_few_cases_and_a_site_file_of_another_model_are_refused(cohort, tmp_
     other.info_["harmonisation"]["reference_sha256"]["radiomics"] = reference_sha256(
         other.info_["harmonisation"]["references"]["radiomics"])
     other.save(tmp_path / "other")
-    run("harmonise", "--model", tmp_path / "other", *_mods(d), "--site", "B", "--out", tmp_path / "other.json")
-    r = run("predict", "--model", d / "model", *_mods(d), "--site-file", tmp_path / "other.json",
+    cli("harmonise", "--model", tmp_path / "other", *_mods(d), "--site", "B", "--out", tmp_path / "other.json")
+    r = cli("predict", "--model", d / "model", *_mods(d), "--site-file", tmp_path / "other.json",
             "--out", tmp_path / "p.csv", ok=False)
     assert r.returncode == 2 and "another model" in r.stderr and "Traceback" not in r.stderr

@@ -16,7 +16,6 @@ from gistrisk.radiomics.phantom import phantom_features
 
 REPO = Path(__file__).resolve().parents[2]
 MODULE_DIR = REPO / "SlicerGISTRisk"
-GISTRISK = [sys.executable, "-m", "gistrisk"]  # the command line, in any venv that can import gistrisk
 PHANTOM_PARAMS = "pyradiomics_baseline"
 for _p in (MODULE_DIR, Path(__file__).resolve().parent):  # the module's Lib, and the app shim
     if str(_p) not in sys.path:
@@ -79,15 +78,16 @@ def lung2_result(logic, shared_data):
 
 
 @pytest.fixture(scope="session")
-def demo_bundle(tmp_path_factory, lung2_result) -> Path:
-    """A three-modality bundle fitted by `gistrisk fit` on the demo cohort (fast settings)."""
+def demo_bundle(tmp_path_factory, lung2_result, gistrisk_cli) -> Path:
+    """A three-modality bundle fitted by `gistrisk fit` on the demo cohort (fast settings; the command
+    run in this process)."""
     from demo_cohort import fit_command, write_demo_cohort, write_fit_config
 
     folder = tmp_path_factory.mktemp("demo_cohort")
     files = write_demo_cohort(folder, lung2_result.radiomics.features)
     bundle = folder / "model"
     config = write_fit_config(folder / "fit.yaml")
-    run = subprocess.run(GISTRISK + fit_command("gistrisk", files, bundle, config)[1:], capture_output=True, text=True)
+    run = gistrisk_cli(*fit_command("gistrisk", files, bundle, config)[1:])
     assert run.returncode == 0, run.stderr[-2000:]
     return bundle
 

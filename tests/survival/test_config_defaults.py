@@ -3,8 +3,6 @@ and `FitConfig()` fit the same model; configs/fit_default.yaml is their commente
 
 import dataclasses
 import json
-import subprocess
-import sys
 
 import pytest
 import yaml
@@ -71,7 +69,7 @@ def test_the_fast_settings_are_one_file():
 
 
 @pytest.mark.slow
-def test_fit_multimodal_with_fitconfig_fits_what_gistrisk_fit_fits(tmp_path):
+def test_fit_multimodal_with_fitconfig_fits_what_gistrisk_fit_fits(tmp_path, gistrisk_cli):
     """The Python API with ``FitConfig()`` and the command line without --config: the same bundle."""
     tables, out, _ = make_tables(70, p={"clinical": 4, "pathology": 34}, n_signal=2, effect=0.8, seed=3)
     paths = {}
@@ -80,8 +78,8 @@ def test_fit_multimodal_with_fitconfig_fits_what_gistrisk_fit_fits(tmp_path):
         df.reset_index().to_csv(paths[m], index=False)
     out.reset_index().to_csv(tmp_path / "outcomes.csv", index=False)
     mods = [a for m, p in paths.items() for a in ("--modality", f"{m}={p}")]
-    r = subprocess.run([sys.executable, "-m", "gistrisk", "fit", "--outcomes", str(tmp_path / "outcomes.csv"), *mods,
-                        "--out", str(tmp_path / "model")], capture_output=True, text=True)
+    # the command line in this process (its own process is tested in test_cli.py): the same defaults
+    r = gistrisk_cli("fit", "--outcomes", tmp_path / "outcomes.csv", *mods, "--out", tmp_path / "model")
     assert r.returncode == 0, r.stderr[-3000:]
     cli = json.loads((tmp_path / "model" / "model.json").read_text())
     model = fit_multimodal({m: load_features(p, m) for m, p in paths.items()}, load_outcomes(tmp_path / "outcomes.csv"),

@@ -2,8 +2,6 @@
 
 import json
 import shutil
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
@@ -14,14 +12,18 @@ from gistrisk.radiomics.phantom import phantom_differences, phantom_features
 from gistrisk.survival.synthetic import make_tables
 
 
-def gistrisk(*args):
-    r = subprocess.run([sys.executable, "-m", "gistrisk", *map(str, args)], capture_output=True, text=True)
-    assert "Traceback" not in r.stderr, r.stderr
-    return r
+@pytest.fixture(scope="module")
+def gistrisk(gistrisk_cli):
+    """``gistrisk(*args)``: the command line, run in this process (tests/conftest.py: run_gistrisk)."""
+    def run(*args):
+        r = gistrisk_cli(*args)
+        assert "Traceback" not in r.stderr, r.stderr
+        return r
+    return run
 
 
 @pytest.fixture(scope="module")
-def extracted(shared_data, tmp_path_factory):
+def extracted(shared_data, tmp_path_factory, gistrisk):
     """The IBSI phantom extracted for real with two parameter files: their provenance files."""
     d = tmp_path_factory.mktemp("phantom")
     img, mask = shared_data / "ibsi" / "digital_phantom_image.nrrd", shared_data / "ibsi" / "digital_phantom_mask.nrrd"
@@ -33,7 +35,7 @@ def extracted(shared_data, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def cohort(extracted, tmp_path_factory, fast):
+def cohort(extracted, tmp_path_factory, fast, gistrisk):
     d = tmp_path_factory.mktemp("cohort")
     tables, out, _ = make_tables(120, p={"clinical": 5, "radiomics": 20}, seed=4)
     for m, df in tables.items():
@@ -60,7 +62,7 @@ def test_the_bundle_records_the_extraction_of_its_tables(cohort, extracted):
     assert info["extraction"]["clinical"] is None
 
 
-def test_a_table_extracted_with_another_parameter_file_is_refused(cohort, extracted, tmp_path):
+def test_a_table_extracted_with_another_parameter_file_is_refused(cohort, extracted, gistrisk, tmp_path):
     new = tmp_path / "radiomics.csv"
     pd.read_csv(cohort / "radiomics.csv").iloc[:5].to_csv(new, index=False)
     shutil.copy(provenance_file(extracted / "pyradiomics_baseline.csv"), provenance_file(new))
@@ -74,7 +76,7 @@ def test_a_table_extracted_with_another_parameter_file_is_refused(cohort, extrac
     assert pred["warnings"].str.contains("params_sha256").all()
 
 
-def test_the_same_extraction_passes_and_a_missing_provenance_is_said(cohort, extracted, tmp_path):
+def test_the_same_extraction_passes_and_a_missing_provenance_is_said(cohort, extracted, gistrisk, tmp_path):
     new = tmp_path / "radiomics.csv"
     pd.read_csv(cohort / "radiomics.csv").iloc[:5].to_csv(new, index=False)
     r = gistrisk("predict", "--model", cohort / "model", "-m", f"radiomics={new}", "--out", tmp_path / "p.csv")

@@ -7,8 +7,6 @@ with a NaN, or overwrites an input.
 import hashlib
 import json
 import logging
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -28,10 +26,14 @@ MODS = ("clinical", "radiomics", "pathology")
 KEEP_ALL = {"lasso": {"enabled": False}, "rsf": {"enabled": False}, "stepwise": {"enabled": False}}
 
 
-def gistrisk(*args):
-    r = subprocess.run([sys.executable, "-m", "gistrisk", *map(str, args)], capture_output=True, text=True)
-    assert "Traceback" not in r.stderr, r.stderr
-    return r
+@pytest.fixture(scope="module")
+def gistrisk(gistrisk_cli):
+    """``gistrisk(*args)``: the command line, run in this process (tests/conftest.py: run_gistrisk)."""
+    def run(*args):
+        r = gistrisk_cli(*args)
+        assert "Traceback" not in r.stderr, r.stderr
+        return r
+    return run
 
 
 def refused(r, *words):
@@ -48,7 +50,7 @@ def sha(path):
 
 
 @pytest.fixture(scope="module")
-def cohort(tmp_path_factory, fast):
+def cohort(tmp_path_factory, fast, gistrisk):
     d = tmp_path_factory.mktemp("hospital")
     sim = simulate_tables(160, 60, seed=3, emulation=EMULATION)
     for name, tables in sim.items():
@@ -83,7 +85,7 @@ def hospital_export(clinical: pd.DataFrame) -> pd.DataFrame:
 
 # ---- predict and validate on a hospital's export --------------------------------------------------------
 
-def test_hospital_spellings_give_the_same_predictions_as_the_dictionary_terms(cohort, tmp_path):
+def test_hospital_spellings_give_the_same_predictions_as_the_dictionary_terms(cohort, gistrisk, tmp_path):
     ext = cohort / "external"
     clinical = pd.read_csv(ext / "clinical.csv")
     clinical["tumour_size_cm"] = clinical["tumour_size_cm"].round(1)
@@ -106,7 +108,8 @@ def test_hospital_spellings_give_the_same_predictions_as_the_dictionary_terms(co
     ("mitoses_per_5mm2", "3 /10HPF", ["patient EXT0003", "column 'mitoses_per_5mm2'", "unit '/10HPF'"]),
     ("ki67_percent", "high", ["patient EXT0003", "column 'ki67_percent'", "'high' is not a number"]),
 ])
-def test_predict_refuses_unseen_categories_and_numbers_it_cannot_read(cohort, tmp_path, column, value, words):
+def test_predict_refuses_unseen_categories_and_numbers_it_cannot_read(cohort, gistrisk, tmp_path, column, value,
+                                                                      words):
     ext = cohort / "external"
     clinical = pd.read_csv(ext / "clinical.csv").astype({column: object})
     clinical.loc[2, column] = value
@@ -130,7 +133,7 @@ def test_unseen_category_and_text_number_refused_by_the_fitted_encoding():
     pre.check_inputs(pd.DataFrame({"site": [None], "size": [np.nan]}, index=["N3"]))  # missing stays missing
 
 
-def test_predict_never_overwrites_an_input_or_writes_over_a_folder(cohort, tmp_path):
+def test_predict_never_overwrites_an_input_or_writes_over_a_folder(cohort, gistrisk, tmp_path):
     ext = cohort / "external"
     table = tmp_path / "clinical.csv"
     table.write_bytes((ext / "clinical.csv").read_bytes())
@@ -144,7 +147,7 @@ def test_predict_never_overwrites_an_input_or_writes_over_a_folder(cohort, tmp_p
                      cohort / "model" / "model.json"), "is also an input")
 
 
-def test_validate_without_a_modality_for_the_whole_cohort_scores_what_it_can(cohort, tmp_path):
+def test_validate_without_a_modality_for_the_whole_cohort_scores_what_it_can(cohort, gistrisk, tmp_path):
     ext = cohort / "external"
     r = gistrisk("validate", "--model", cohort / "model", "--outcomes", ext / "outcomes.csv",
                  *mods(ext, only=("clinical", "radiomics")), "--out", tmp_path / "val", "--bootstrap", "50")
@@ -162,7 +165,7 @@ def test_validate_without_a_modality_for_the_whole_cohort_scores_what_it_can(coh
     assert "pathology" in r.stdout and "not evaluated" in r.stdout
 
 
-def test_validate_refuses_outcomes_that_match_no_patient_with_a_leading_zero_hint(cohort, tmp_path):
+def test_validate_refuses_outcomes_that_match_no_patient_with_a_leading_zero_hint(cohort, gistrisk, tmp_path):
     ext = cohort / "external"
     y = pd.read_csv(ext / "outcomes.csv")
     y["patient_id"] = y["patient_id"].str.replace("EXT", "EXT0")
@@ -172,7 +175,7 @@ def test_validate_refuses_outcomes_that_match_no_patient_with_a_leading_zero_hin
             "outcomes.csv", "no patient of the outcomes table", "differ only by leading zeros")
 
 
-def test_validate_refuses_too_few_bootstrap_resamples(cohort, tmp_path):
+def test_validate_refuses_too_few_bootstrap_resamples(cohort, gistrisk, tmp_path):
     ext = cohort / "external"
     refused(gistrisk("validate", "--model", cohort / "model", "--outcomes", ext / "outcomes.csv", *mods(ext),
                      "--out", tmp_path / "val", "--bootstrap", "-5"), "--bootstrap must be at least 20")
@@ -186,7 +189,7 @@ def test_validate_refuses_too_few_bootstrap_resamples(cohort, tmp_path):
 
 # ---- fit: refused before any work ----------------------------------------------------------------------
 
-def test_fit_refuses_an_infinite_feature_and_writes_no_bundle(cohort, tmp_path):
+def test_fit_refuses_an_infinite_feature_and_writes_no_bundle(cohort, gistrisk, tmp_path):
     dev = cohort / "development"
     rad = pd.read_csv(dev / "radiomics.csv")
     col = rad.columns[4]
@@ -198,7 +201,7 @@ def test_fit_refuses_an_infinite_feature_and_writes_no_bundle(cohort, tmp_path):
     assert not (tmp_path / "model").exists()
 
 
-def test_fit_refuses_an_infinite_time(cohort, tmp_path):
+def test_fit_refuses_an_infinite_time(cohort, gistrisk, tmp_path):
     dev = cohort / "development"
     y = pd.read_csv(dev / "outcomes.csv")
     y.loc[4, "time"] = np.inf
@@ -207,7 +210,7 @@ def test_fit_refuses_an_infinite_time(cohort, tmp_path):
             "outcomes.csv", f"patient {y.loc[4, 'patient_id']}", "column 'time'", "infinite time")
 
 
-def test_fit_refuses_an_output_that_exists_as_a_file_before_reading_anything(cohort, tmp_path):
+def test_fit_refuses_an_output_that_exists_as_a_file_before_reading_anything(cohort, gistrisk, tmp_path):
     existing = tmp_path / "model"
     existing.write_text("not a folder")
     r = gistrisk("fit", "--outcomes", tmp_path / "missing.csv", *mods(cohort / "development"), "--out", existing)
@@ -215,7 +218,7 @@ def test_fit_refuses_an_output_that_exists_as_a_file_before_reading_anything(coh
     assert existing.read_text() == "not a folder"
 
 
-def test_days_are_refused_without_a_unit_and_converted_with_one(cohort, tmp_path):
+def test_days_are_refused_without_a_unit_and_converted_with_one(cohort, gistrisk, tmp_path):
     dev = cohort / "development"
     y = pd.read_csv(dev / "outcomes.csv")
     days = y.assign(time=(y["time"] * 365.25 / 12).round(1))
@@ -239,7 +242,7 @@ def test_days_are_refused_without_a_unit_and_converted_with_one(cohort, tmp_path
     (lambda d: d["pipelines"]["clinical"]["selected"].pop(), "coefficients for"),
     (lambda d: d.__setitem__("modalities", ["clinical", "radiomics"]), "one entry per modality"),
 ])
-def test_hand_edited_bundles_are_refused(cohort, tmp_path, edit, words):
+def test_hand_edited_bundles_are_refused(cohort, gistrisk, tmp_path, edit, words):
     d = json.loads((cohort / "model/model.json").read_text())
     edit(d)
     (tmp_path / "model.json").write_text(json.dumps(d))
@@ -320,7 +323,7 @@ def test_several_slides_per_patient_average_numbers_and_carry_text(tmp_path):
         load_features(tmp_path / "p.csv", "pathology")
 
 
-def test_predict_says_what_it_imputed_and_fails_for_patients_it_cannot_predict(cohort, tmp_path):
+def test_predict_says_what_it_imputed_and_fails_for_patients_it_cannot_predict(cohort, gistrisk, tmp_path):
     ext = cohort / "external"
     clinical = pd.read_csv(ext / "clinical.csv")
     clinical.loc[0, "ki67_percent"] = np.nan
