@@ -151,21 +151,10 @@ def check_state_dict(sd: dict[str, torch.Tensor], model: Classifier, *, file: st
         if problem:
             raise InputError(f"classifier weights do not fit its encoder {model.spec.name}: {problem}", file=file)
         return _head_fits(sd, model, expected, file=file, require_head=require_head)
-    backbone = [k for k in expected if not k.startswith("fc.")]
-    missing = [k for k in backbone if k not in sd]
-    wrong = [k for k in backbone if k in sd and tuple(sd[k].shape) != tuple(expected[k].shape)]
-    unexpected = [k for k in sd if k not in expected]
-    if missing or wrong or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} of {len(backbone)} ResNet50 tensors missing (e.g. {missing[0]})")
-        if wrong:
-            k = wrong[0]
-            parts.append(f"{len(wrong)} with the wrong shape (e.g. {k}: {tuple(sd[k].shape)}, "
-                         f"ResNet50 has {tuple(expected[k].shape)})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} tensors ResNet50 does not have (e.g. {unexpected[0]})")
-        raise InputError("not a torchvision ResNet50 weights file: " + "; ".join(parts), file=file)
+    problem = state_dict_mismatch(sd, {k: v for k, v in expected.items() if not k.startswith("fc.")} |
+                                  {k: v for k, v in sd.items() if k.startswith("fc.")}, "ResNet50")
+    if problem:
+        raise InputError("not a torchvision ResNet50 weights file: " + problem, file=file)
     return _head_fits(sd, model, expected, file=file, require_head=require_head)
 
 

@@ -313,17 +313,22 @@ def resolve_stain(trained: dict | None, requested: str | None) -> tuple[StainCon
                  f"({base.method}); features may not match what the classifier learned")
 
 
-def read_reference(path) -> tuple[Lab3, Lab3]:
-    """A reference H&E image file (PNG/JPEG/TIFF) -> (target_mean, target_std); clear error if unusable."""
+def read_reference_rgb(path) -> np.ndarray:
+    """A reference H&E image file (PNG/JPEG/TIFF) as RGB, shape (H, W, 3) uint8; InputError if unreadable."""
     from PIL import Image
 
     from gistrisk.errors import InputError
 
     try:
         with Image.open(path) as img:
-            rgb = np.asarray(img.convert("RGB"))
+            return np.asarray(img.convert("RGB"))
     except Exception as e:
         raise InputError(f"cannot read the stain reference image ({type(e).__name__}: {e})", file=str(path)) from e
+
+
+def read_reference(path) -> tuple[Lab3, Lab3]:
+    """A reference H&E image file (PNG/JPEG/TIFF) -> (target_mean, target_std); clear error if unusable."""
+    rgb = read_reference_rgb(path)
     try:
         return target_from_image(rgb)
     except ValueError as e:
@@ -333,13 +338,7 @@ def read_reference(path) -> tuple[Lab3, Lab3]:
 def stain_config_from_reference(method: str, path) -> StainConfig:
     """A stain setting whose target is a reference H&E image (PNG/JPEG/TIFF) instead of the built-in one."""
     if method == "macenko":
-        from PIL import Image
-
-        try:
-            with Image.open(path) as img:
-                rgb = np.asarray(img.convert("RGB"))
-        except Exception as e:
-            raise InputError(f"cannot read the stain reference image ({type(e).__name__}: {e})", file=str(path)) from e
+        rgb = read_reference_rgb(path)
         try:
             stains, max_conc = stain_target_from_image(rgb)
         except ValueError as e:
