@@ -29,3 +29,13 @@ def gbsg2():
     X.index.name = "patient_id"
     out = pd.DataFrame({"time": y["time"] / 30.44, "event": y["cens"].astype(int)}, index=X.index)
     return X, out
+
+
+@pytest.fixture(scope="session")
+def gistrisk(gistrisk_cli):
+    """``gistrisk(*args)``: the command line, run in this process (tests/conftest.py: run_gistrisk)."""
+    def run(*args):
+        r = gistrisk_cli(*args)
+        assert "Traceback" not in r.stderr, r.stderr
+        return r
+    return run

@@ -13,16 +13,6 @@ from gistrisk.survival.synthetic import make_tables
 
 
 @pytest.fixture(scope="module")
-def gistrisk(gistrisk_cli):
-    """``gistrisk(*args)``: the command line, run in this process (tests/conftest.py: run_gistrisk)."""
-    def run(*args):
-        r = gistrisk_cli(*args)
-        assert "Traceback" not in r.stderr, r.stderr
-        return r
-    return run
-
-
-@pytest.fixture(scope="module")
 def extracted(shared_data, tmp_path_factory, gistrisk):
     """The IBSI phantom extracted for real with two parameter files: their provenance files."""
     d = tmp_path_factory.mktemp("phantom")

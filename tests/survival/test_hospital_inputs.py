@@ -26,16 +26,6 @@ MODS = ("clinical", "radiomics", "pathology")
 KEEP_ALL = {"lasso": {"enabled": False}, "rsf": {"enabled": False}, "stepwise": {"enabled": False}}
 
 
-@pytest.fixture(scope="module")
-def gistrisk(gistrisk_cli):
-    """``gistrisk(*args)``: the command line, run in this process (tests/conftest.py: run_gistrisk)."""
-    def run(*args):
-        r = gistrisk_cli(*args)
-        assert "Traceback" not in r.stderr, r.stderr
-        return r
-    return run
-
-
 def refused(r, *words):
     assert r.returncode == 2, r.stdout + r.stderr
     line = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]

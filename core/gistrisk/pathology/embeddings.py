@@ -90,9 +90,7 @@ def read_embeddings(path: str | Path) -> SlideEmbeddings:
     path = Path(path)
     try:
         with h5py.File(path, "r") as f:
-            if f.attrs.get("format") != FORMAT:
-                raise InputError(f"not an embeddings file of `gistrisk pathology features` (format "
-                                 f"{f.attrs.get('format')!r})", file=str(path))
+            _check_format(f, path)
             if f.attrs.get("schema") != SCHEMA:
                 raise InputError(f"embeddings schema {f.attrs.get('schema')!r} is not supported (this version "
                                  f"reads {SCHEMA})", file=str(path))
@@ -112,15 +110,19 @@ def read_embeddings(path: str | Path) -> SlideEmbeddings:
     return emb
 
 
+def _check_format(f: h5py.File, path: Path) -> None:
+    if f.attrs.get("format") != FORMAT:
+        raise InputError(f"not an embeddings file of `gistrisk pathology features` (format {f.attrs.get('format')!r})",
+                         file=str(path))
+
+
 def read_ids(path: str | Path) -> tuple[str, str]:
     """(patient_id, slide_id) of an embeddings file, read from its attributes only (no tile data);
     InputError naming the file if it is not one."""
     path = Path(path)
     try:
         with h5py.File(path, "r") as f:
-            if f.attrs.get("format") != FORMAT:
-                raise InputError(f"not an embeddings file of `gistrisk pathology features` (format "
-                                 f"{f.attrs.get('format')!r})", file=str(path))
+            _check_format(f, path)
             return str(f.attrs["patient_id"]), str(f.attrs["slide_id"])
     except InputError:
         raise
