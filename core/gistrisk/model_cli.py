@@ -129,8 +129,9 @@ def validate(
     dictionary = _bundle_dictionary(m, clinical_dictionary)
     y = load_outcomes(outcomes, time_unit)
     tables = {k: v.reset_index() for k, v in _load_tables(paths, dictionary).items()}
+    site = _validation_site(m, tables, harmonise) if harmonise else None  # a bad site file: refused before any work
     metrics, pred = run_validate(m, tables, y, bootstrap=bootstrap, seed=seed)
-    harmonised = _validate_harmonised(m, tables, y, harmonise, bootstrap, seed) if harmonise else None
+    harmonised = _validate_harmonised(m, tables, y, *site, bootstrap, seed) if site else None
     out.mkdir(parents=True, exist_ok=True)
     if mismatch:
         pred["warnings"] = " | ".join(mismatch)
@@ -288,14 +289,16 @@ def development_sites(model, name: str) -> dict:
     return out
 
 
-def _validate_harmonised(m, tables: dict, y, harmonise: str, bootstrap: int, seed: int) -> dict:
-    """The cohort scored again with harmonised features: metrics, predictions, score distribution."""
+def _validation_site(m, tables: dict, harmonise: str) -> tuple[dict, str]:
+    """The site adjustments ``validate --harmonise`` uses, and where they come from."""
     if harmonise == "auto":
-        adjustments = estimate_sites(m.info_, tables, "validation cohort")
-        source = "auto: estimated from this cohort's own features, not its outcomes"
-    else:
-        adjustments = read_site_file(harmonise, m.info_)
-        source = f"site file {harmonise}"
+        return (estimate_sites(m.info_, tables, "validation cohort"),
+                "auto: estimated from this cohort's own features, not its outcomes")
+    return read_site_file(harmonise, m.info_), f"site file {harmonise}"
+
+
+def _validate_harmonised(m, tables: dict, y, adjustments: dict, source: str, bootstrap: int, seed: int) -> dict:
+    """The cohort scored again with harmonised features: metrics, predictions, score distribution."""
     metrics, pred = run_validate(m, harmonise_tables(m.info_, tables, adjustments), y, bootstrap=bootstrap, seed=seed)
     pred["harmonisation"] = f"site {next(iter(adjustments.values())).site}"
     return {"method": (m.info_.get("harmonisation") or {}).get("method"), "source": source,
