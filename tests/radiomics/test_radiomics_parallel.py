@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -289,3 +291,25 @@ def test_images_are_not_changed(lung2_crop) -> None:
     before = sitk.Hash(image), sitk.Hash(mask)
     parallel.execute(featureextractor.RadiomicsFeatureExtractor(REDUCED), image, mask, 1, workers=2)
     assert (sitk.Hash(image), sitk.Hash(mask)) == before
+
+
+def test_one_case_command_leaves_the_filters_first_use_imports_to_the_workers(lung2_crop_files,
+                                                                               tmp_path: Path) -> None:
+    """`gistrisk radiomics extract` ends after its one case: its process never imports pandas for a CSV row
+    (0.4 s; the workers would start that much later) nor, while it waits on the workers, the modules LBP3D
+    imports on first use (those only help a later call in a long-lived process: Slicer)."""
+    img, msk = lung2_crop_files
+    params = tmp_path / "lbp.yaml"
+    params.write_text(yaml.safe_dump(dict(REDUCED, imageType={"Original": {}, "Square": {}, "LBP3D": {}})))
+    out = tmp_path / "row.csv"
+    code = ("import sys\n"
+            "from gistrisk.radiomics.single import extract_single\n"
+            "before = 'pandas' in sys.modules\n"
+            f"w = extract_single({str(img)!r}, {str(msk)!r}, {str(out)!r}, params={str(params)!r}, workers=2)\n"
+            "print(before, w['workers'], 'scipy.stats' in sys.modules, 'trimesh' in sys.modules,\n"
+            "      'pandas' in sys.modules)\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["False", "2", "False", "False", "False"]
+    seq = extract_case(*(sitk.ReadImage(str(p)) for p in (img, msk)), params, workers=1)
+    assert out.read_text().splitlines()[0].split(",")[1:] == list(seq.features)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,7 +82,8 @@ def check_roi(mask: sitk.Image, label: int, *, force2d: bool = False, file: str 
 def extract_case(image: sitk.Image, mask: sitk.Image, params: str | Path | None = None,
                  label: int | None = None, *, modality: str = "CT", geometry_policy: str = "resample",
                  patient_id: str | None = None, image_file: str | None = None,
-                 mask_file: str | None = None, workers: int | None = 1) -> CaseFeatures:
+                 mask_file: str | None = None, workers: int | None = 1,
+                 idle_imports: Sequence[str] | None = None) -> CaseFeatures:
     """Extract PyRadiomics features for one case.
 
     Parameters
@@ -96,6 +98,8 @@ def extract_case(image: sitk.Image, mask: sitk.Image, params: str | Path | None 
     workers : processes sharing this case's image types (None or 0 = the available cores, at most 4; 1 =
         PyRadiomics' own sequential ``execute``). Same features, order and warnings either way; see
         :mod:`gistrisk.radiomics.parallel`. Keep 1 inside a cohort's worker processes.
+    idle_imports : with workers, what this process imports while it waits on them (see
+        :func:`gistrisk.radiomics.parallel.execute`; None = what a later call's filters need).
 
     Returns
     -------
@@ -122,7 +126,8 @@ def extract_case(image: sitk.Image, mask: sitk.Image, params: str | Path | None 
             result = extractor.execute(image, mask, label=label)
             radiomics_warnings = [r.getMessage() for r in records.records]
         else:
-            result, radiomics_warnings, run = parallel.execute(extractor, image, mask, label, workers)
+            result, radiomics_warnings, run = parallel.execute(extractor, image, mask, label, workers,
+                                                               idle_imports=idle_imports)
     except (ValueError, RuntimeError, AssertionError) as e:
         raise InputError(f"PyRadiomics could not extract features: {e}", file=image_file,
                          patient=patient_id) from None
@@ -162,17 +167,19 @@ def extract_case(image: sitk.Image, mask: sitk.Image, params: str | Path | None 
 
 def extract_files(image_path: str | Path, mask_path: str | Path, *, label: int | None = None,
                   segment: str | None = None, params: str | Path | None = None, patient_id: str | None = None,
-                  modality: str = "CT", geometry_policy: str = "resample", workers: int | None = 1) -> CaseFeatures:
+                  modality: str = "CT", geometry_policy: str = "resample", workers: int | None = 1,
+                  idle_imports: Sequence[str] | None = None) -> CaseFeatures:
     """Read a CT (NRRD/NIfTI/DICOM folder) and a mask (label map, .seg.nrrd, RTSTRUCT, SEG) and extract.
 
     ``segment`` chooses a Slicer segment, RTSTRUCT ROI or SEG segment by name; ``label`` a label value
-    (label map / .seg.nrrd LabelValue) or ROI/segment number (DICOM). ``workers``: as for :func:`extract_case`.
+    (label map / .seg.nrrd LabelValue) or ROI/segment number (DICOM). ``workers``, ``idle_imports``: as for
+    :func:`extract_case`.
     """
     image = read_image(image_path, patient=patient_id)
     loaded = read_mask(mask_path, image, label=label, segment=segment, patient=patient_id)
     out = extract_case(image, loaded.image, params, loaded.label, modality=modality,
                        geometry_policy=geometry_policy, patient_id=patient_id, image_file=str(image_path),
-                       mask_file=str(mask_path), workers=workers)
+                       mask_file=str(mask_path), workers=workers, idle_imports=idle_imports)
     info = dict(loaded.info)
     out.diagnostics["gistrisk_warnings"] = info.pop("warnings", []) + out.diagnostics["gistrisk_warnings"]
     out.diagnostics["gistrisk_mask_source"] = info

@@ -30,7 +30,7 @@ import pickle
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from typing import Any
@@ -291,9 +291,13 @@ def run_unit(extractor: featureextractor.RadiomicsFeatureExtractor, image: sitk.
 
 
 def execute(extractor: featureextractor.RadiomicsFeatureExtractor, image: sitk.Image, mask: sitk.Image,
-            label: int, workers: int | None = None, start_method: str | None = None
-            ) -> tuple[collections.OrderedDict, list[str], RunInfo]:
+            label: int, workers: int | None = None, start_method: str | None = None,
+            idle_imports: Sequence[str] | None = None) -> tuple[collections.OrderedDict, list[str], RunInfo]:
     """``extractor.execute(image, mask, label=label)`` with the image types spread over ``workers`` processes.
+
+    ``idle_imports``: modules this process imports while it waits on the children. None = the filters'
+    first-use modules, so that a later call in this process starts warm (a long-lived process: Slicer); a
+    process that ends after this case names what it needs next instead (the command line: pandas).
 
     Returns the result (as ``execute`` returns it), PyRadiomics' warning messages in sequential order,
     and how it ran. The first error met (here or in a child) is raised, as ``execute`` would raise it.
@@ -330,7 +334,7 @@ def execute(extractor: featureextractor.RadiomicsFeatureExtractor, image: sitk.I
                 pool.send((extractor, prep.image, prep.mask, prep.bbox, prep.settings, units))
             except _ChildrenUnusable as e:
                 info.notes.append(f"sequential: the case could not be sent to the worker processes ({e})")
-        results = _run(units, pool, extractor, prep, info)
+        results = _run(units, pool, extractor, prep, info, idle_imports)
         inputs = None
         if offload and pool is not None:  # offload implies a pool; the check narrows it
             inputs = pool.input_diagnostics(results)
@@ -358,7 +362,8 @@ def execute(extractor: featureextractor.RadiomicsFeatureExtractor, image: sitk.I
     return out, warnings, info
 
 
-def _run(units: list[Unit], pool: _Children | None, extractor, prep: Prepared, info: RunInfo) -> list[UnitResult]:
+def _run(units: list[Unit], pool: _Children | None, extractor, prep: Prepared, info: RunInfo,
+         idle_imports: Sequence[str] | None = None) -> list[UnitResult]:
     """Units from the light end here, from the heavy end in the children; then anything a child left.
     Without children: every unit here, in ``execute``'s order. The first error is raised at once."""
     args = (extractor, prep.image, prep.mask, prep.bbox, prep.settings)
@@ -368,8 +373,9 @@ def _run(units: list[Unit], pool: _Children | None, extractor, prep: Prepared, i
     results: list[UnitResult | None] = [None] * len(units)
     threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(max(1, available_cores() // (1 + len(pool.procs))))
-    # first-use imports of the filters, done here only while waiting on the children: later calls start warm
-    idle = list(dict.fromkeys(m for u in units for m in _LAZY_IMPORTS.get(u.image_type, ()) if m not in sys.modules))
+    if idle_imports is None:  # the filters' first-use imports, done here only while waiting: later calls start warm
+        idle_imports = [m for u in units for m in _LAZY_IMPORTS.get(u.image_type, ())]
+    idle = [m for m in dict.fromkeys(idle_imports) if m not in sys.modules]
     try:
         while (pos := pool.claim_back(results, lambda pos: _cold(units[order[pos]]), idle)) is not None:
             results[order[pos]] = run_unit(*args, units[order[pos]])

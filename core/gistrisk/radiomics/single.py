@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
-
-from gistrisk.atomic import write_json, write_table
+from gistrisk.atomic import row_imports, write_json, write_row
 from gistrisk.errors import InputError
 from gistrisk.paths import sidecar
 from gistrisk.provenance import file_sha256, package_versions, provenance
@@ -26,9 +24,10 @@ def extract_single(image: Path, mask: Path, out: Path, *, label: int | None = No
         raise InputError("output must end in .parquet or .csv", file=str(out))
     pid = patient_id or Path(image).name.split(".")[0]
     res = extract_files(image, mask, label=label, segment=segment, params=params, patient_id=pid,
-                        modality=modality, geometry_policy=geometry_policy, workers=workers)
+                        modality=modality, geometry_policy=geometry_policy, workers=workers,
+                        idle_imports=row_imports(out))  # this process ends after the case
     params_path = resolve_params(params)
-    write_table(out, pd.DataFrame([{"patient_id": pid, **res.features}]))
+    write_row(out, {"patient_id": pid, **res.features})
     write_json(sidecar(out, "diagnostics", ".json"), res.diagnostics)
     write_json(sidecar(out, "provenance", ".json"), provenance(
         parameters={"params_file": str(params_path), "params_sha256": file_sha256(params_path), "label": label,
