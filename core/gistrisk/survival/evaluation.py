@@ -12,10 +12,10 @@ from typing import Any
 import numpy as np
 from lifelines import KaplanMeierFitter
 from sksurv.metrics import (
-    concordance_index_ipcw,
     cumulative_dynamic_auc,
     integrated_brier_score,
 )
+from sksurv.nonparametric import CensoringDistributionEstimator
 from sksurv.util import Surv
 
 
@@ -51,16 +51,62 @@ def harrell_c(time, event, risk) -> float:
 
 
 def uno_c(time, event, risk, *, train_time=None, train_event=None, tau: float | None = None) -> float:
-    """Uno's IPCW C up to ``tau`` (default: the largest test time below the training follow-up)."""
+    """Uno's IPCW C up to ``tau`` (default: the largest test time below the training follow-up); NaN when
+    undefined. Equal bit for bit to scikit-survival's ``concordance_index_ipcw`` (tests/survival/test_uno_c.py)."""
     time, event = np.asarray(time, float), np.asarray(event, bool)
     tt = time if train_time is None else np.asarray(train_time, float)
     te = event if train_event is None else np.asarray(train_event, bool)
     if tau is None:
         tau = _safe_horizon(tt, te, time)
-    try:
-        return float(concordance_index_ipcw(as_surv(tt, te), as_surv(time, event), np.asarray(risk, float), tau=tau)[0])
-    except (ValueError, ZeroDivisionError):
+    return weighted_c(time, event, risk, uno_weights(tt, te, time, event, tau))
+
+
+def uno_weights(train_time, train_event, time, event, tau: float) -> np.ndarray:
+    """Uno's weight of each test row, shape (n,): 1 / G(t)^2 for an event before ``tau`` (G: Kaplan-Meier of
+    the training cohort's censoring), 0 for other rows, NaN where G is zero or undefined (a C over rows that
+    include one is NaN, as scikit-survival raises). Computed once, they serve every bootstrap resample."""
+    time, event = np.asarray(time, float), np.asarray(event, bool)
+    train_time, train_event = np.asarray(train_time, float), np.asarray(train_event, bool)
+    w = np.zeros(len(time))
+    if not train_event.any() or not np.isfinite(train_time).all() or not np.isfinite(time).all():
+        return np.full(len(time), np.nan)
+    cens = CensoringDistributionEstimator().fit(as_surv(train_time, train_event))
+    counted = event & (time < tau)
+    beyond = time > cens.unique_time_[-1] if cens.prob_[-1] > 0 else np.zeros(len(time), bool)
+    g = np.full(len(time), np.nan)
+    ok = counted & ~beyond
+    if ok.any():
+        g[ok] = cens.predict_proba(time[ok])
+    with np.errstate(divide="ignore"):
+        w[counted] = np.square(1.0 / g[counted])  # scikit-survival's operations, in its order
+    w[counted & ~(g > 0)] = np.nan
+    return w
+
+
+def weighted_c(time, event, risk, weights) -> float:
+    """Concordance with a weight per row of the earlier member of each comparable pair (Harrell's pairs and
+    ties, see :func:`harrell_c`): Uno's C with :func:`uno_weights`. Sums are taken in scikit-survival's order
+    (rows by ``argsort`` of time), so the result equals its ``concordance_index_ipcw`` bit for bit."""
+    time, event = np.asarray(time, float), np.asarray(event, bool)
+    risk, weights = np.asarray(risk, float), np.asarray(weights, float)
+    if not event.any() or not np.isfinite(risk).all() or np.isnan(weights[event]).any():
         return float("nan")
+    order = np.argsort(time)
+    time, event, risk, weights = time[order], event[order], risk[order], weights[order]
+    later = time[None, :] > time[:, None]
+    comparable = event[:, None] & (later | ((time[None, :] == time[:, None]) & ~event[None, :]))
+    pairs = comparable.sum(axis=1)
+    rows = np.flatnonzero(event & (pairs > 0))
+    if rows.size == 0:
+        return float("nan")
+    comparable = comparable[rows]
+    tied = np.abs(risk[None, :] - risk[rows, None]) <= TIED_RISK
+    n_ties = (comparable & tied).sum(axis=1)
+    n_con = (comparable & (risk[None, :] < risk[rows, None]) & ~tied).sum(axis=1)
+    w = weights[rows]
+    numerator = np.cumsum(w * n_con + 0.5 * w * n_ties)[-1]  # cumsum: one after another, as sksurv adds
+    denominator = np.cumsum(w * pairs[rows])[-1]
+    return float(numerator / denominator) if denominator > 0 else float("nan")
 
 
 def _safe_horizon(train_time, train_event, test_time) -> float:
@@ -91,9 +137,10 @@ def c_index_summary(time, event, risk, *, n_boot: int = 500, seed: int = 0,
     tt = time if train_time is None else np.asarray(train_time, float)
     te = event if train_event is None else np.asarray(train_event, bool)
     tau = _safe_horizon(tt, te, time)
-    u = uno_c(time, event, risk, train_time=tt, train_event=te, tau=tau)
-    u_ci = bootstrap_ci(lambda i: uno_c(time[i], event[i], risk[i], train_time=tt, train_event=te, tau=tau),
-                        n, n_boot=max(100, n_boot // 5), seed=seed)
+    w = uno_weights(tt, te, time, event, tau)
+    u = weighted_c(time, event, risk, w)
+    u_ci = bootstrap_ci(lambda i: weighted_c(time[i], event[i], risk[i], w[i]), n, n_boot=max(100, n_boot // 5),
+                        seed=seed)
     return {"c_index": c, "c_index_ci": list(ci), "uno_c_index": u, "uno_c_index_ci": list(u_ci),
             "uno_tau": tau, "n": int(n), "events": int(event.sum()),
             "censored_fraction": float(1 - event.mean()) if n else float("nan")}
