@@ -32,7 +32,7 @@ from gistrisk.tables import load_features
 
 DIM = 8
 #: small, quick attention settings for the tests (the defaults are in survival/config.py)
-SMALL = {"hidden": 16, "epochs": 200, "lr": 0.003, "dropout": 0.5, "weight_decay": 0.1, "inner_folds": 3,
+SMALL = {"hidden": 16, "epochs": 100, "lr": 0.006, "dropout": 0.5, "weight_decay": 0.1, "inner_folds": 3,
          "max_tiles": 64}
 
 
@@ -86,10 +86,12 @@ def synthetic_bags(root: Path, n: int, *, seed: int, n_tiles: int = 24, n_signal
     return table, outcomes
 
 
+#: the selection steps kept small (the tests are about the attention pooling)
+FAST_SELECTION = {"lasso": {"cv_folds": 3, "n_alphas": 20}, "rsf": {"n_estimators": 30, "cv_folds": 3, "n_repeats": 1}}
+
+
 def config(aggregation: str = "abmil", seed: int = 0, **abmil):
-    over = {"seed": seed, "bootstrap": 20, "fusion": {"oof_folds": 3, "early_fusion": False},
-            "modality": {"lasso": {"cv_folds": 3, "n_alphas": 20}, "rsf": {"n_estimators": 30, "cv_folds": 3,
-                                                                             "n_repeats": 1}},
+    over = {"seed": seed, "bootstrap": 20, "fusion": {"oof_folds": 3, "early_fusion": False}, "modality": FAST_SELECTION,
             "modalities": {"pathology": {"aggregation": aggregation, "abmil": {**SMALL, **abmil}}}}
     return load_config(overrides=over)
 
@@ -238,7 +240,7 @@ def test_fit_and_predict_from_the_command_line(tmp_path):
     table, y = synthetic_bags(tmp_path / "dev", 60, seed=4)
     y.reset_index().to_csv(tmp_path / "outcomes.csv", index=False)
     (tmp_path / "fit.yaml").write_text(json.dumps(
-        {"bootstrap": 20, "fusion": {"oof_folds": 3, "early_fusion": False},
+        {"bootstrap": 20, "fusion": {"oof_folds": 3, "early_fusion": False}, "modality": FAST_SELECTION,
          "modalities": {"pathology": {"aggregation": "abmil", "abmil": {**SMALL, "epochs": 15}}}}))  # plumbing
     r = CliRunner().invoke(app, ["fit", "--outcomes", str(tmp_path / "outcomes.csv"), "-m", f"pathology={table}",
                                  "--config", str(tmp_path / "fit.yaml"), "--out", str(tmp_path / "model")])
