@@ -34,6 +34,22 @@ def test_radiomics_extract_does_not_import_the_model_stack():
     assert heavy == set()
 
 
+def test_pathology_modules_load_timm_and_torchvision_only_to_build_an_encoder_or_decode_on_a_gpu():
+    """timm and torchvision take 1.5-3 s to import (torchvision.ops imports torch._dynamo): a pathologist's
+    `gistrisk pathology ...` pays them only when it builds a network or decodes on the GPU, not when any
+    module of the pathology arm is imported."""
+    probe = ("import importlib, json, pkgutil, sys\n"
+             "import gistrisk.pathology as p\n"
+             "names = [m.name for m in pkgutil.walk_packages(p.__path__, 'gistrisk.pathology.')]\n"
+             "for n in names:\n"
+             "    importlib.import_module(n)\n"
+             "print(json.dumps([names, sorted(m for m in sys.modules if m.split('.')[0] in ('timm', 'torchvision'))]))\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    names, heavy = json.loads(out.strip().splitlines()[-1])
+    assert {"gistrisk.pathology.encoders", "gistrisk.pathology.model", "gistrisk.pathology.gpu_decode"} <= set(names)
+    assert heavy == []
+
+
 def test_every_command_is_listed_and_runs_its_help():
     runner = CliRunner()
     top = runner.invoke(app, ["--help"])

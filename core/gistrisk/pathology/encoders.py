@@ -16,19 +16,20 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import timm
 import torch
-from timm.layers import GluMlp, Mlp, SwiGLU, SwiGLUPacked
 from torch import nn
 
 from gistrisk.errors import InputError
 from gistrisk.pathology.classes import IMAGENET_MEAN, IMAGENET_STD
 from gistrisk.provenance import file_sha256
+
+# timm is imported where a timm encoder is checked or built, not here: it takes 1.5-3 s (timm.layers imports
+# torchvision, whose ops import torch._dynamo), which every `gistrisk pathology` command paid at start
+# (tests/package/test_cli_startup.py).
 
 RESNET50 = "resnet50"
 TIMM = "timm"
@@ -40,9 +41,8 @@ RESNET50_DIM = 2048
 #: how a timm encoder's output becomes one vector per tile: the model's own pooled features, or the
 #: class token concatenated with the mean of the patch tokens (as Virchow's authors use it)
 POOLS = ("default", "cls+mean")
-#: ``--encoder-arg mlp_layer=NAME``: the timm MLP blocks a JSON config can name
-MLP_LAYERS: dict[str, Callable[..., nn.Module]] = {"Mlp": Mlp, "GluMlp": GluMlp, "SwiGLU": SwiGLU,
-                                          "SwiGLUPacked": SwiGLUPacked}
+#: ``--encoder-arg mlp_layer=NAME``: the timm MLP blocks (in ``timm.layers``) a JSON config can name
+MLP_LAYERS = ("Mlp", "GluMlp", "SwiGLU", "SwiGLUPacked")
 #: weight files looked for, in this order, in a timm / Hugging Face folder
 FOLDER_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "pytorch_model.pth")
 
@@ -196,6 +196,8 @@ def resolve_encoder(name: str = RESNET50, weights: str | Path | None = None, *, 
                          "with a config.json naming its architecture can stand in for it, and "
                          + (f"{weights} is a file with no config.json" if weights is not None else
                             "no --encoder-weights was given"))
+    import timm  # noqa: PLC0415 - see the module top
+
     if not timm.is_model(model):
         similar = timm.list_models(f"*{model}*")[:5]
         raise InputError(f"--encoder '{TIMM_PREFIX}{model}' is not a timm model"
@@ -265,11 +267,13 @@ def create_timm_encoder(spec: EncoderSpec) -> nn.Module:
     model = spec.timm_model
     if model is None:
         raise ValueError("create_timm_encoder needs a timm encoder")
+    import timm  # noqa: PLC0415 - see the module top
+
     kwargs = dict(spec.model_args)
     if isinstance(kwargs.get("mlp_layer"), str):
         if kwargs["mlp_layer"] not in MLP_LAYERS:
             raise InputError(f"--encoder-arg mlp_layer={kwargs['mlp_layer']!r}: choose one of {', '.join(MLP_LAYERS)}")
-        kwargs["mlp_layer"] = MLP_LAYERS[kwargs["mlp_layer"]]
+        kwargs["mlp_layer"] = getattr(timm.layers, kwargs["mlp_layer"])
     try:
         return timm.create_model(model, pretrained=False, num_classes=0, **kwargs)
     except (TypeError, ValueError, KeyError, AssertionError, RuntimeError) as e:

@@ -27,14 +27,15 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
-import torchvision
 from torch.utils.data import DataLoader, Dataset
-from torchvision.io import ImageReadMode, decode_jpeg
 
 from gistrisk.errors import InputError
 from gistrisk.pathology.data import TileDataset
 from gistrisk.pathology.slides import resize_filter
 from gistrisk.pathology.tiff_tiles import JpegLevel, TileUnavailable
+
+# torchvision is imported only when tiles are decoded here: it takes about 1.4 s (its ops import
+# torch._dynamo), which every `gistrisk pathology` command paid at start (tests/package/test_cli_startup.py).
 
 DECODE_MODES = ("cpu", "gpu", "auto")
 #: today's path stays the default until the device path has been measured on a GPU
@@ -71,7 +72,7 @@ class DecodeReport:
     compile_requested: bool = False
     compile_used: bool = False
     compile_error: str | None = None
-    torchvision: str = torchvision.__version__
+    torchvision: str = field(default_factory=lambda: _torchvision().__version__)
 
     def add_fallback(self, reason: str, n: int) -> None:
         if n:
@@ -302,7 +303,8 @@ def _as_is(batch):
 def _decode(streams: list[torch.Tensor], mode: str, device: torch.device) -> list[torch.Tensor]:
     with warnings.catch_warnings():  # torchvision >= 0.29 marks its image decoders deprecated (TorchCodec)
         warnings.simplefilter("ignore", DeprecationWarning)
-        return decode_jpeg(streams, mode=ImageReadMode[mode], device=device)
+        io = _torchvision().io
+        return io.decode_jpeg(streams, mode=io.ImageReadMode[mode], device=device)
 
 
 def _decode_each(streams: list[torch.Tensor], mode: str, device: torch.device,
@@ -507,3 +509,10 @@ def decode_tiles(tiles: TileDataset, device: str | torch.device = "cpu", batch_s
     rep.tiles = len(tiles)
     rep.finish()
     return out if out is not None else np.zeros((0, 0, 0, 3), np.uint8)
+
+
+def _torchvision():
+    """torchvision, with its io submodule (see the module top for why not at import)."""
+    import torchvision.io  # noqa: PLC0415 - see the module top
+
+    return torchvision
