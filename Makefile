@@ -37,13 +37,20 @@ $(VENV)/.installed: $(DEPS)/.installed pyproject.toml
 # --dist loadfile: a file's tests (a folder's, where its conftest fits a model or extracts a CT for all of
 # them) run on one worker, which builds their shared fixtures once; files with slow tests go first
 # (tests/conftest.py). Not in pyproject's addopts: the Python 3.12 Slicer venv (test-py312) has no xdist.
+#
+# Python's bytecode cache stays on for the tests even where the environment turns it off
+# (PYTHONDONTWRITEBYTECODE, set on this project's sandboxes): otherwise every worker and every command a
+# test starts compiles the project's modules and rewrites the test files again (collection 12.1 -> 9.9 s
+# per worker, measured). The caches go to the clone's __pycache__ folders (git-ignored).
+PYTEST := env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m pytest
+
 test: setup
-	$(BIN)/python -m pytest -n $(JOBS) --dist loadfile -q -rs -m "not full" tests
+	$(PYTEST) -n $(JOBS) --dist loadfile -q -rs -m "not full" tests
 
 # The replicate studies (signal recovery over six twins) and the check that the package's own
 # declaration installs a working CLI (tests/package/check_declared.sh, fresh venvs).
 test-full: setup
-	$(BIN)/python -m pytest -n $(JOBS) -q -rs -m full tests
+	$(PYTEST) -n $(JOBS) -q -rs -m full tests
 	tests/package/check_declared.sh
 
 # ruff on everything, mypy on the core packages.
