@@ -36,10 +36,13 @@ def _mods(d):
 
 
 @pytest.mark.slow
-def test_fit_validate_predict(cohort):
+def test_fit_validate_predict(cohort, gistrisk_cli):
+    """validate and predict in processes of their own, as the acceptance checks call them; fit in this process
+    (its own process: test_bad_input_exits_2_with_a_clear_message)."""
     model = cohort / "model"
-    r = run("fit", "--outcomes", cohort / "dev/outcomes.csv", *_mods(cohort / "dev"), "--config", cohort / "fit.yaml",
-            "--out", model)
+    r = gistrisk_cli("fit", "--outcomes", cohort / "dev/outcomes.csv", *_mods(cohort / "dev"), "--config",
+                     cohort / "fit.yaml", "--out", model)
+    assert r.returncode == 0, r.stderr
     assert "fusion" in r.stdout and (model / "model.json").is_file()
     assert [p.name for p in model.iterdir()] == ["model.json"]  # the bundle is one file
     oof = json.loads((model / "model.json").read_text())["oof_scores"]
