@@ -1,9 +1,11 @@
 """Radiomics for one case inside Slicer, with progress and cooperative cancel.
 
 The features come from ``gistrisk.radiomics.extract_case`` (the same code as
-``gistrisk radiomics extract``). Progress is read from PyRadiomics' own log
-("Calculating features for <image type> image"); a cancel request is honoured
-at the next log record by raising :class:`Cancelled` out of the extraction.
+``gistrisk radiomics extract``), its image types shared over the available cores
+where Slicer can start worker processes (:func:`case_workers`). Progress is read
+from PyRadiomics' own log ("Calculating features for <image type> image"); a
+cancel request is honoured at the next log record by raising :class:`Cancelled`
+out of the extraction (the worker processes are stopped).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 import yaml
 
 from gistrisk.provenance import file_sha256
-from gistrisk.radiomics import extract_case
+from gistrisk.radiomics import extract_case, parallel
 from gistrisk.radiomics.params import resolve_params
 
 from .dependencies import radiomics_source
@@ -81,6 +83,20 @@ class _ProgressHandler(logging.Handler):
         pass
 
 
+#: why Apply runs in one process where worker processes cannot be forked
+NO_FORK = ("worker processes need fork (Linux) in Slicer: Slicer's Python launcher cannot start spawned ones "
+           "(Slicer issue #7445)")
+
+
+def case_workers() -> tuple[int | None, str | None]:
+    """Processes sharing one case's image types in Slicer, and why one if so: the available cores (at most
+    4) where children are forked; one elsewhere, since a spawned child would run Slicer's launcher as its
+    Python and never start (it would hold Apply until the start time limit)."""
+    if parallel.default_start_method() == "fork":
+        return None, None
+    return 1, NO_FORK
+
+
 def compute_radiomics(image: Any, mask: Any, params: str | Path | None = None,
                       progress: ProgressCallback | None = None,
                       is_cancelled: Callable[[], bool] | None = None) -> RadiomicsResult:
@@ -104,12 +120,14 @@ def compute_radiomics(image: Any, mask: Any, params: str | Path | None = None,
     try:
         if is_cancelled and is_cancelled():
             raise Cancelled("radiomics cancelled by the user")
-        case = extract_case(image, mask, params=params_path, label=1)
+        workers, why = case_workers()
+        case = extract_case(image, mask, params=params_path, label=1, workers=workers)
     finally:
         logger.removeHandler(handler)
         logger.setLevel(old_level)
     if progress:
         progress(1.0, "radiomics done")
     prov = {"pyradiomics": radiomics_source(), "params_file": str(params_path),
-            "params_sha256": file_sha256(params_path)}
+            "params_sha256": file_sha256(params_path),
+            "workers": case.diagnostics.get("gistrisk_parallel") or {"workers": 1, "why": why}}
     return RadiomicsResult(dict(case.features), dict(case.diagnostics), prov)

@@ -176,6 +176,11 @@ def result_table(result: CaseResult) -> Any:
         add("provenance", f"pyradiomics_{k}", v)
     add("provenance", "params_file", result.radiomics.provenance.get("params_file"))
     add("provenance", "params_sha256", result.radiomics.provenance.get("params_sha256"))
+    run = result.radiomics.provenance.get("workers") or {}
+    add("provenance", "radiomics_processes", run.get("workers"))
+    for note in [run.get("why"), *run.get("notes", [])]:
+        if note:
+            add("provenance", "radiomics_processes_note", note)
     p = result.prediction
     if p is not None:
         for k, v in p.prediction.items():

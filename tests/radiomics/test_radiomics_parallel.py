@@ -185,7 +185,7 @@ def test_one_image_type_starts_no_worker(lung2_crop) -> None:
     par = extract_case(image, mask, "pyradiomics_baseline", workers=2)
     _same_case(par, seq)
     run = par.diagnostics["gistrisk_parallel"]
-    assert run["workers"] == 1 and run["start_method"] is None
+    assert run["workers"] == 1 and run["start_method"] is None and run["notes"] == ["sequential: a single image type"]
 
 
 def test_workers_that_cannot_start_fall_back(lung2_crop, reduced_params: Path, monkeypatch) -> None:

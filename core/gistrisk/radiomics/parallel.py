@@ -305,6 +305,8 @@ def execute(extractor: featureextractor.RadiomicsFeatureExtractor, image: sitk.I
     info = RunInfo(requested=resolve_workers(workers))
     max_units = len(plan(extractor, (99, 99, 99), max(2, info.requested), shape=False))
     want = min(info.requested, max_units) - 1 if max_units > 1 else 0
+    if max_units <= 1 and info.requested > 1:
+        info.notes.append("sequential: a single image type")
     if info.requested == 1 and not workers:
         info.notes.append("sequential: 1 core available")
     if want > 0 and not verified_version():
