@@ -25,7 +25,11 @@ def case(lung2_files, tmp_path_factory):
     params = tmp_path_factory.mktemp("params") / "shared.yaml"
     params.write_text(yaml.safe_dump(SHARED))
     image, mask = (sitk.ReadImage(str(p)) for p in lung2_files)
-    return image, mask, params
+    stats = sitk.LabelShapeStatisticsImageFilter()
+    stats.Execute(mask)
+    i, j, k, si, sj, sk = stats.GetBoundingBox(1)
+    box = (slice(i - 6, i + si + 6), slice(j - 6, j + sj + 6), slice(k - 1, k + sk + 1))  # the tumour and a margin
+    return image[box], mask[box], params
 
 
 @pytest.mark.skipif(parallel.available_cores() < 2 or parallel.default_start_method() != "fork",
