@@ -313,3 +313,36 @@ def test_one_case_command_leaves_the_filters_first_use_imports_to_the_workers(lu
     assert res.stdout.split() == ["False", "2", "False", "False", "False"]
     seq = extract_case(*(sitk.ReadImage(str(p)) for p in (img, msk)), params, workers=1)
     assert out.read_text().splitlines()[0].split(",")[1:] == list(seq.features)
+
+
+def test_from_files_the_workers_start_before_the_case_is_read(lung2_crop_files, reduced_params: Path,
+                                                             monkeypatch, tmp_path: Path) -> None:
+    """Their first-use imports then overlap reading and checking the case; the input diagnostics, computed by
+    the first worker from the case sent to it, are the sequential run's; a refused case leaves no worker."""
+    from gistrisk.radiomics import extract as extract_module
+
+    img, msk = lung2_crop_files
+    seen: list[int] = []
+    read = extract_module.read_image
+
+    def reading(*args, **kwargs):
+        seen.append(len(multiprocessing.active_children()))
+        return read(*args, **kwargs)
+
+    monkeypatch.setattr(extract_module, "read_image", reading)
+    par = extract_module.extract_files(img, msk, params=reduced_params, workers=2)
+    seq = extract_module.extract_files(img, msk, params=reduced_params, workers=1)
+    assert seen == [1, 0]
+    assert par.diagnostics["gistrisk_parallel"]["units_by_children"] >= 1
+    assert "input diagnostics computed here" not in " ".join(par.diagnostics["gistrisk_parallel"]["notes"])
+    _same_case(par, seq)
+
+    empty = tmp_path / "empty.nrrd"
+    blank = sitk.ReadImage(str(msk)) * 0
+    sitk.WriteImage(blank, str(empty))
+    with pytest.raises(InputError, match="empty"):
+        extract_module.extract_files(img, empty, params=reduced_params, workers=2)
+    deadline = time.monotonic() + 5
+    while multiprocessing.active_children() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert multiprocessing.active_children() == []

@@ -292,36 +292,25 @@ def run_unit(extractor: featureextractor.RadiomicsFeatureExtractor, image: sitk.
 
 def execute(extractor: featureextractor.RadiomicsFeatureExtractor, image: sitk.Image, mask: sitk.Image,
             label: int, workers: int | None = None, start_method: str | None = None,
-            idle_imports: Sequence[str] | None = None) -> tuple[collections.OrderedDict, list[str], RunInfo]:
+            idle_imports: Sequence[str] | None = None, started: Started | None = None
+            ) -> tuple[collections.OrderedDict, list[str], RunInfo]:
     """``extractor.execute(image, mask, label=label)`` with the image types spread over ``workers`` processes.
 
     ``idle_imports``: modules this process imports while it waits on the children. None = the filters'
     first-use modules, so that a later call in this process starts warm (a long-lived process: Slicer); a
     process that ends after this case names what it needs next instead (the command line: pandas).
+    ``started``: worker processes :func:`start` began before the case was read (then ``workers`` and
+    ``start_method`` are theirs); they are used and closed here.
 
     Returns the result (as ``execute`` returns it), PyRadiomics' warning messages in sequential order,
     and how it ran. The first error met (here or in a child) is raised, as ``execute`` would raise it.
     """
-    info = RunInfo(requested=resolve_workers(workers))
-    max_units = len(plan(extractor, (99, 99, 99), max(2, info.requested), shape=False))
-    want = min(info.requested, max_units) - 1 if max_units > 1 else 0
-    if max_units <= 1 and info.requested > 1:
-        info.notes.append("sequential: a single image type")
-    if info.requested == 1 and not workers:
-        info.notes.append("sequential: 1 core available")
-    if want > 0 and not verified_version():
-        info.notes.append(f"sequential: PyRadiomics {radiomics.__version__} is not a version this parallel "
-                          f"extraction was verified against ({', '.join(VERIFIED_PYRADIOMICS)})")
-        want = 0
-    method = start_method or default_start_method()
     settings = run_settings(extractor, label)
-    # A forked child has the inputs already: it computes their diagnostics while this process resamples.
-    offload = method == "fork" and bool(settings.get("additionalInfo", False))
-    pool = None
-    if want > 0:
-        pool = _Children.start(want, method, extractor.enabledImagetypes, info,
-                               (image, mask, settings) if offload else None)
-    offload = offload and pool is not None
+    if started is None:
+        started = _begin(extractor, workers, start_method, (image, mask, settings))
+    elif started.pool is not None and started.offload:
+        started.pool.send_inputs((image, mask, settings))
+    info, pool, offload = started.info, started.pool, started.offload
     try:
         with _capture() as pre:
             prep = prepare(extractor, image, mask, label, inputs_elsewhere=offload)
@@ -362,6 +351,55 @@ def execute(extractor: featureextractor.RadiomicsFeatureExtractor, image: sitk.I
             out.update(f)
         warnings += messages
     return out, warnings, info
+
+
+@dataclass
+class Started:
+    """Worker processes begun for one case (``pool`` None: it runs here, ``info.notes`` say why);
+    ``offload``: the first one computes the input diagnostics."""
+
+    info: RunInfo
+    pool: _Children | None
+    offload: bool
+
+    def close(self) -> None:
+        """Stop the workers (the case will not come: e.g. it failed its checks)."""
+        if self.pool is not None:
+            self.pool.close(abort=True)
+
+
+def start(extractor: featureextractor.RadiomicsFeatureExtractor, workers: int | None = None,
+          start_method: str | None = None) -> Started:
+    """Begin the worker processes before the case is read, so that their first-use imports (0.6 s) overlap
+    reading and checking it; hand the result to :func:`execute` (``started=``), or :meth:`Started.close` it."""
+    return _begin(extractor, workers, start_method, None)
+
+
+def _begin(extractor: featureextractor.RadiomicsFeatureExtractor, workers: int | None, start_method: str | None,
+           inputs: tuple | None) -> Started:
+    """How many processes to use (and why fewer), then start them. ``inputs`` (image, mask, settings): a forked
+    first child has them already; None: they are sent when known (:meth:`_Children.send_inputs`)."""
+    info = RunInfo(requested=resolve_workers(workers))
+    max_units = len(plan(extractor, (99, 99, 99), max(2, info.requested), shape=False))
+    want = min(info.requested, max_units) - 1 if max_units > 1 else 0
+    if max_units <= 1 and info.requested > 1:
+        info.notes.append("sequential: a single image type")
+    if info.requested == 1 and not workers:
+        info.notes.append("sequential: 1 core available")
+    if want > 0 and not verified_version():
+        info.notes.append(f"sequential: PyRadiomics {radiomics.__version__} is not a version this parallel "
+                          f"extraction was verified against ({', '.join(VERIFIED_PYRADIOMICS)})")
+        want = 0
+    method = start_method or default_start_method()
+    # The first child computes the input diagnostics while this process resamples: a forked child has the
+    # inputs already; a child started before the case was read gets them through its pipe.
+    diagnostics = bool(extractor.settings.get("additionalInfo", False))
+    offload = diagnostics and (inputs is None or method == "fork")
+    pool = None
+    if want > 0:
+        pool = _Children.start(want, method, extractor.enabledImagetypes, info, inputs if offload else None,
+                               inputs_later=offload and inputs is None)
+    return Started(info, pool, offload and pool is not None)
 
 
 def _run(units: list[Unit], pool: _Children | None, extractor, prep: Prepared, info: RunInfo,
@@ -460,6 +498,7 @@ class _Children:
         self.procs, self.conns, self.bounds = procs, conns, bounds
         self.cancelled = False
         self.sender: threading.Thread | None = None
+        self.inputs_sender: threading.Thread | None = None
         self.inputs: collections.OrderedDict | None = None
         self.n_results = 0
         self.used: set[int] = set()
@@ -470,8 +509,8 @@ class _Children:
         return len(self.used)
 
     @classmethod
-    def start(cls, n: int, method: str, image_types: dict, info: RunInfo, inputs: tuple | None = None
-              ) -> _Children | None:
+    def start(cls, n: int, method: str, image_types: dict, info: RunInfo, inputs: tuple | None = None,
+              inputs_later: bool = False) -> _Children | None:
         """Start ``n`` children (the first computes :func:`input_diagnostics` of ``inputs`` if given: with
         fork they are not copied); None (and a note) if that is not possible here."""
         procs: list = []
@@ -485,7 +524,8 @@ class _Children:
                 here, there = ctx.Pipe()
                 # typeshed types get_context(str) as BaseContext, which declares no Process
                 p = ctx.Process(target=_child,  # type: ignore[attr-defined]
-                                args=(there, bounds, warm, threads, inputs if k == 0 else None),
+                                args=(there, bounds, warm, threads, inputs if k == 0 else None,
+                                      inputs_later and k == 0),
                                 daemon=True, name="gistrisk-radiomics-unit")
                 _start(p, method)
                 there.close()
@@ -509,11 +549,25 @@ class _Children:
             raise _ChildrenUnusable(f"{type(e).__name__}: {e}") from e
         with self.bounds.get_lock():
             self.bounds[0], self.bounds[1] = 0, len(payload[-1])
-        self.sender = threading.Thread(target=self._write, args=(data,), daemon=True, name="gistrisk-send")
+        self.sender = threading.Thread(target=self._write, args=(data, None, self.inputs_sender), daemon=True,
+                                       name="gistrisk-send")
         self.sender.start()
 
-    def _write(self, data: bytes) -> None:
-        for k in sorted(self.alive):
+    def send_inputs(self, inputs: tuple) -> None:
+        """The case's (image, mask, settings) to the first child, for :func:`input_diagnostics` (by a thread:
+        it reads them between its imports)."""
+        try:
+            data = pickle.dumps(("inputs", *inputs), protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:  # noqa: BLE001 - the input diagnostics are then computed here
+            data = pickle.dumps(("inputs", None), protocol=pickle.HIGHEST_PROTOCOL)
+        self.inputs_sender = threading.Thread(target=self._write, args=(data, [0], None), daemon=True,
+                                              name="gistrisk-send-inputs")
+        self.inputs_sender.start()
+
+    def _write(self, data: bytes, only: list[int] | None, after: threading.Thread | None) -> None:
+        if after is not None:  # messages reach a child in the order they were sent
+            after.join()
+        for k in sorted(self.alive if only is None else self.alive & set(only)):
             try:
                 self.conns[k].send_bytes(data)
             except OSError:  # that child is gone; the others and this process do its share
@@ -597,7 +651,8 @@ class _Children:
 
     def cancel(self) -> None:
         """Children still waiting for the case get None and exit."""
-        if not self.cancelled and self.sender is None:
+        writing = self.inputs_sender is not None and self.inputs_sender.is_alive()
+        if not self.cancelled and self.sender is None and not writing:  # else close() terminates them
             for c in self.conns:
                 try:
                     c.send(None)
@@ -615,8 +670,9 @@ class _Children:
                 p.join(timeout=0.5)
             if p.is_alive():
                 p.kill()
-        if self.sender is not None:  # a daemon thread: ends once the children have read or are gone
-            self.sender.join(timeout=0.2)
+        for sender in (self.inputs_sender, self.sender):  # daemon threads: end once the children read or are gone
+            if sender is not None:
+                sender.join(timeout=0.2)
         for c in self.conns:
             c.close()
 
@@ -649,9 +705,10 @@ class _ChildrenUnusable(RuntimeError):
     """The payload could not be sent; the calling process runs every unit."""
 
 
-def _child(conn, bounds, warm: list[str], threads: int, inputs: tuple | None) -> None:
-    """Child process: the input diagnostics if asked, warm lazy imports, wait for the preprocessed case,
-    then claim units from the front."""
+def _child(conn, bounds, warm: list[str], threads: int, inputs: tuple | None, inputs_later: bool = False) -> None:
+    """Child process: the input diagnostics if asked (``inputs``, or sent by :meth:`_Children.send_inputs`
+    when ``inputs_later``), warm lazy imports, wait for the preprocessed case, then claim units from the
+    front."""
     for logger in (logging.getLogger(), logging.getLogger("radiomics")):
         for h in list(logger.handlers):  # inherited (fork) handlers may print or drive a GUI: not here
             logger.removeHandler(h)
@@ -664,22 +721,24 @@ def _child(conn, bounds, warm: list[str], threads: int, inputs: tuple | None) ->
         except (AttributeError, OSError, ValueError):
             setattr(sys, name, open(os.devnull, "w"))  # noqa: SIM115 - lives as long as the child
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
-    if inputs is not None:
-        try:
-            diagnostics = input_diagnostics(*inputs)
-        except Exception:  # noqa: BLE001 - the caller computes them itself (and meets the error, if real)
-            diagnostics = None
-        try:
-            conn.send(("inputs", diagnostics))
-        except OSError:
-            return
-    for name in warm:
-        _import(name)
-    try:
-        payload = conn.recv()
-    except (EOFError, OSError):
+    if inputs is not None and not _send_diagnostics(conn, inputs):
         return
-    if payload is None:
+    payload: Any = _NOTHING
+    for name in warm:
+        if inputs_later and payload is _NOTHING and conn.poll():  # the case's inputs first, if they have come
+            payload = _receive(conn)
+            if _is_inputs(payload):
+                if not _send_diagnostics(conn, payload[1:]):
+                    return
+                payload, inputs_later = _NOTHING, False
+        _import(name)
+    if payload is _NOTHING:
+        payload = _receive(conn)
+    if _is_inputs(payload):
+        if not _send_diagnostics(conn, payload[1:]):
+            return
+        payload = _receive(conn)
+    if payload is None or payload is _NOTHING:
         return
     extractor, image, mask, bbox, settings, units = payload
     if extractor.settings.get("geometryTolerance") is not None:
@@ -701,6 +760,35 @@ def _child(conn, bounds, warm: list[str], threads: int, inputs: tuple | None) ->
         conn.send(("done",))
     except (BrokenPipeError, EOFError, OSError):
         pass
+
+
+_NOTHING = object()  # no message received yet
+
+
+def _receive(conn) -> Any:
+    """The next message, or None when the parent is gone."""
+    try:
+        return conn.recv()
+    except (EOFError, OSError):
+        return None
+
+
+def _is_inputs(msg: Any) -> bool:
+    return isinstance(msg, tuple) and len(msg) in (2, 4) and msg[0] == "inputs"
+
+
+def _send_diagnostics(conn, inputs: tuple) -> bool:
+    """Compute :func:`input_diagnostics` of ``inputs`` (image, mask, settings; or (None,): not available) and
+    send them (None on any error: the caller computes them and meets the error, if real). False: parent gone."""
+    try:
+        diagnostics = input_diagnostics(*inputs) if len(inputs) == 3 else None
+    except Exception:  # noqa: BLE001 - see above
+        diagnostics = None
+    try:
+        conn.send(("inputs", diagnostics))
+    except OSError:
+        return False
+    return True
 
 
 def _import(name: str) -> None:
