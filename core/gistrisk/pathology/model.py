@@ -297,18 +297,9 @@ def _check_encoder(header: dict[str, Any], file: str) -> None:
     if spec.timm_model is None and spec.feature_dim != FEATURE_DIM:
         raise InputError(f"classifier header field 'encoder': {RESNET50} gives {FEATURE_DIM} features, not "
                          f"feature_dim {spec.feature_dim}", file=file)
-    if spec.timm_model is not None and not _is_timm_model(spec.timm_model):
-        raise InputError(f"classifier header field 'encoder': {spec.name!r} is not a timm model in timm "
-                         f"{_timm_version()}", file=file)
+    if spec.timm_model is not None:
+        import timm  # noqa: PLC0415 - only for a timm encoder (import cost: see gistrisk.pathology.encoders)
 
-
-def _is_timm_model(name: str) -> bool:
-    import timm  # noqa: PLC0415 - only for a timm encoder (import cost: see gistrisk.pathology.encoders)
-
-    return bool(timm.is_model(name))
-
-
-def _timm_version() -> str:
-    import timm  # noqa: PLC0415 - only for a timm encoder (import cost: see gistrisk.pathology.encoders)
-
-    return str(timm.__version__)
+        if not timm.is_model(spec.timm_model):
+            raise InputError(f"classifier header field 'encoder': {spec.name!r} is not a timm model in timm "
+                             f"{timm.__version__}", file=file)

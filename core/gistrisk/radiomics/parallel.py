@@ -726,19 +726,11 @@ def _child(conn, bounds, warm: list[str], threads: int, inputs: tuple | None, in
     payload: Any = _NOTHING
     for name in warm:
         if inputs_later and payload is _NOTHING and conn.poll():  # the case's inputs first, if they have come
-            payload = _receive(conn)
-            if _is_inputs(payload):
-                if not _send_diagnostics(conn, payload[1:]):
-                    return
-                payload, inputs_later = _NOTHING, False
+            payload = _answered(conn, _receive(conn))
         _import(name)
-    if payload is _NOTHING:
-        payload = _receive(conn)
-    if _is_inputs(payload):
-        if not _send_diagnostics(conn, payload[1:]):
-            return
-        payload = _receive(conn)
-    if payload is None or payload is _NOTHING:
+    while payload is _NOTHING:
+        payload = _answered(conn, _receive(conn))
+    if payload is None:
         return
     extractor, image, mask, bbox, settings, units = payload
     if extractor.settings.get("geometryTolerance") is not None:
@@ -773,8 +765,12 @@ def _receive(conn) -> Any:
         return None
 
 
-def _is_inputs(msg: Any) -> bool:
-    return isinstance(msg, tuple) and len(msg) in (2, 4) and msg[0] == "inputs"
+def _answered(conn, msg: Any) -> Any:
+    """``msg``; or, for the case's inputs (:meth:`_Children.send_inputs`), their diagnostics sent back and
+    ``_NOTHING`` (None if the parent is gone)."""
+    if not (isinstance(msg, tuple) and len(msg) in (2, 4) and msg[0] == "inputs"):
+        return msg
+    return _NOTHING if _send_diagnostics(conn, msg[1:]) else None
 
 
 def _send_diagnostics(conn, inputs: tuple) -> bool:
