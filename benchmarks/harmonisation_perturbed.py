@@ -23,25 +23,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import SimpleITK as sitk
+from harmonisation import RESULTS, gistrisk
 
 from gistrisk.radiomics.perturb import case_rng, perturb
 
-HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "results" / "harmonisation.md"
 MODELS = ("clinical", "radiomics", "pathology", "fusion")
-
-
-def gistrisk(*args: str) -> None:
-    run = subprocess.run([sys.executable, "-m", "gistrisk", *args], capture_output=True, text=True)
-    if run.returncode != 0:
-        raise SystemExit(f"gistrisk {args[0]} failed:\n{run.stderr[-3000:]}")
 
 
 def perturbed_manifest(folder: Path, seed: int, noise_hu: float, factor: float) -> Path:

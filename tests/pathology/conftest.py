@@ -54,6 +54,21 @@ def cmu_crop(cmu: Path) -> np.ndarray:
         return np.asarray(s.read_region((512, 1024), 0, (1024, 1024)).convert("RGB"))
 
 
+@pytest.fixture
+def cut_tile_tif(cmu_crop: np.ndarray, tmp_path: Path) -> Path:
+    """A JPEG-tiled TIFF of the CMU crop whose tile (1, 1) is cut to half its bytes (a damaged file)."""
+    import tifffile
+
+    path = tmp_path / "cut_tile.tif"
+    tifffile.imwrite(path, cmu_crop, tile=(256, 256), photometric="rgb", compression="jpeg",
+                     resolution=(2e4, 2e4), resolutionunit="CENTIMETER")
+    with tifffile.TiffFile(path, mode="r+") as tf:
+        counts = list(tf.pages[0].databytecounts)
+        counts[5] //= 2  # tile (1, 1)
+        tf.pages[0].tags["TileByteCounts"].overwrite(counts)
+    return path
+
+
 @pytest.fixture(scope="session")
 def classifier_factory(tmp_path_factory):
     """Build and cache classifier folders from a seeded random ResNet50 whose head bias favours one class.

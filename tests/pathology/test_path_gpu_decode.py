@@ -195,16 +195,8 @@ def test_tiles_the_device_decoder_fails_on_go_the_cpu_path(cmu, monkeypatch):
     assert rep.fallback == {} and n_bad == 2 and rep.tiles_device == len(tiles) - 2 and rep.probes[0]["accepted"]
 
 
-def test_cut_tile_is_the_cpu_paths_input_error(cmu_crop, tmp_path):
-    import tifffile
-
-    path = tmp_path / "cut_tile.tif"
-    tifffile.imwrite(path, cmu_crop, tile=(256, 256), photometric="rgb", compression="jpeg",
-                     resolution=(2e4, 2e4), resolutionunit="CENTIMETER")
-    with tifffile.TiffFile(path, mode="r+") as tf:
-        counts = list(tf.pages[0].databytecounts)
-        counts[5] //= 2  # tile (1, 1)
-        tf.pages[0].tags["TileByteCounts"].overwrite(counts)
+def test_cut_tile_is_the_cpu_paths_input_error(cut_tile_tif):
+    path = cut_tile_tif
     with Slide(path) as s, pytest.raises(TileUnavailable, match="damaged"):
         s.fast_reader.jpeg_stream(0, 5)
     tiles = pd.DataFrame([(str(path), 0, 0, 0, 224, 224), (str(path), 256, 256, 0, 224, 224)],
