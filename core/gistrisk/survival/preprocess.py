@@ -94,8 +94,18 @@ class Preprocessor(TransformerMixin, BaseEstimator):
             block[self.log_columns_] = np.log1p(block[self.log_columns_].clip(lower=0))
         return block
 
+    def _imputed(self, X: pd.DataFrame) -> pd.DataFrame:
+        """:meth:`_numeric` with each missing value replaced by its column's training median. As one array:
+        ``fillna`` with a dict goes column by column (10 ms per call on a 300-column table, thousands of calls
+        per fit)."""
+        block = self._numeric(X)
+        values = block.to_numpy(float, copy=True)
+        rows, cols = np.nonzero(np.isnan(values))
+        values[rows, cols] = np.array([self.medians_[c] for c in block.columns], float)[cols]
+        return pd.DataFrame(values, index=block.index, columns=block.columns)
+
     def _encode(self, X: pd.DataFrame) -> pd.DataFrame:
-        parts = [self._numeric(X).fillna(self.medians_)]
+        parts = [self._imputed(X)]
         cols: dict[str, Any] = {}
         for c, levels in self.levels_.items():
             v = X[c].astype("string") if c in X else pd.Series(pd.NA, index=X.index, dtype="string")
