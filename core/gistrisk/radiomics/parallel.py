@@ -201,7 +201,7 @@ def _add_inputs(info: generalinfo.GeneralInfo, image: sitk.Image, mask: sitk.Ima
     a prefix for which it hashes nothing; the keys are renamed)."""
     elements, p = info.getGeneralInfo(), info.generalInfo_prefix
     elements[p + "Image-original_Hash"] = sha1(image)
-    elements[p + "Image-original_Dimensionality"] = "%iD" % image.GetDimension()
+    elements[p + "Image-original_Dimensionality"] = f"{image.GetDimension():d}D"
     info.addImageElements(image, _UNHASHED)
     _rename_unhashed(elements)
     elements[p + "Mask-original_Hash"] = sha1(mask)
@@ -220,7 +220,7 @@ def sha1(image: sitk.Image) -> str:
     costs sitk.Hash 0.3-0.4 s)."""
     if sys.byteorder != "little":
         return sitk.Hash(image)
-    return hashlib.sha1(memoryview(sitk.GetArrayViewFromImage(image)).cast("B")).hexdigest()
+    return hashlib.sha1(sitk.GetArrayViewFromImage(image).data.cast("B")).hexdigest()
 
 
 def prepare(extractor: featureextractor.RadiomicsFeatureExtractor, image: sitk.Image, mask: sitk.Image,
