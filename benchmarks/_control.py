@@ -27,3 +27,11 @@ def parallel_headroom(n: int) -> float:
         pool.map(_spin, [n, n])
         par = time.perf_counter() - t0
     return seq / par
+
+
+def spin_seconds(n: int = 5_000_000) -> float:
+    """Seconds one process takes for a fixed pure-CPU job now: this machine's speed at the moment (it
+    drifts by a factor of two on shared sandboxes), so that times taken at different moments compare."""
+    t0 = time.perf_counter()
+    _spin(n)
+    return time.perf_counter() - t0
