@@ -3,6 +3,7 @@ on this machine (2.0 on two idle cores, less when other jobs share them)."""
 
 from __future__ import annotations
 
+import mmap
 import multiprocessing as mp
 import sys
 import time
@@ -34,4 +35,15 @@ def spin_seconds(n: int = 5_000_000) -> float:
     drifts by a factor of two on shared sandboxes), so that times taken at different moments compare."""
     t0 = time.perf_counter()
     _spin(n)
+    return time.perf_counter() - t0
+
+
+def fresh_memory_seconds(mb: int = 256) -> float:
+    """Seconds to map and touch ``mb`` MB of fresh memory (one page fault per 4 KB page). On this project's
+    sandboxes the slow phases are here, not in the CPU: every new process and import pays them."""
+    t0 = time.perf_counter()
+    m = mmap.mmap(-1, mb << 20)
+    for offset in range(0, mb << 20, mmap.PAGESIZE):
+        m[offset] = 1
+    m.close()
     return time.perf_counter() - t0
