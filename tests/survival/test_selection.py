@@ -1,3 +1,4 @@
+import pytest
 
 from gistrisk.survival.config import LassoConfig, RSFConfig, StepwiseConfig
 from gistrisk.survival.preprocess import Preprocessor
@@ -26,6 +27,14 @@ def test_rsf_importance_ranks_signal_first():
     assert set(top) == {"r_0000", "r_0001", "r_0002"}
     assert len(s.selected_) <= 4
 
+
+
+@pytest.mark.parametrize("bad", [{"n_estimators": 0}, {"min_samples_leaf": 0}, {"n_estimators": 2.5}])
+def test_rsf_settings_built_in_python_are_still_validated(bad):
+    """The trees skip scikit-learn's parameter checks (speed); the forest still refuses a bad setting."""
+    X, t, e = _data(p=5, n=40)
+    with pytest.raises(ValueError, match="parameter of RandomSurvivalForest must be"):
+        RSFSelector(RSFConfig(**bad), seed=0).fit(X, t, e)
 
 def test_stepwise_forward_aic_and_backward_p():
     X, t, e = _data(p=8)
