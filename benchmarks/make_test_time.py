@@ -23,6 +23,7 @@ from _control import fresh_memory_seconds, parallel_headroom, spin_seconds
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET_S = 180.0
+MARKER = ".make_test_time"  # in a clone this script made (and may delete)
 
 
 def control() -> tuple[float, float, float]:
@@ -35,8 +36,11 @@ def main() -> None:
                     help="where to clone (a sibling of this repository, beside ../shared)")
     args = ap.parse_args()
     if args.clone.exists():
+        if not (args.clone / MARKER).is_file():  # never delete a folder this script did not make
+            raise SystemExit(f"--clone {args.clone} exists and is not a clone this script made; give a new path")
         shutil.rmtree(args.clone)
     subprocess.run(["git", "clone", "-q", str(REPO), str(args.clone)], check=True)
+    (args.clone / MARKER).write_text("made by benchmarks/make_test_time.py; deleted when it ends\n")
     before = control()
     t0 = time.perf_counter()
     run = subprocess.run(["make", "test"], cwd=args.clone, capture_output=True, text=True)
