@@ -215,3 +215,24 @@ def test_label_shared_by_unnamed_segments_is_an_input_error() -> None:
     segments = [{"id": "Segment_1", "labelValue": 1, "layer": 0}, {"id": "Segment_2", "labelValue": 1, "layer": 1}]
     with pytest.raises(InputError, match="label value 1 is used by 2 segments"):
         _choose_segment(segments, label=1, segment=None, file="x.seg.nrrd", patient=None)
+
+
+def test_an_image_given_as_the_mask_is_refused(lung2_crop_files: tuple[Path, Path], tmp_path: Path,
+                                               gistrisk_cli) -> None:
+    """Image and mask swapped (or an intensity image named as the mask): its voxels that happen to equal the
+    label must not become a tumour. A label map holds whole numbers >= 0; anything else is refused, named."""
+    image, mask = lung2_crop_files
+    ct = read_image(image)
+    with pytest.raises(InputError, match=r"not a label map.*negative values \(minimum -"):
+        read_mask(image, ct)
+    noisy = sitk.Cast(sitk.ReadImage(str(mask)), sitk.sitkFloat32) * 0.5
+    sitk.WriteImage(noisy, str(tmp_path / "half.nrrd"))
+    with pytest.raises(InputError, match=r"not a label map.*values that are not whole numbers \(e\.g\. 0\.5\)"):
+        read_mask(tmp_path / "half.nrrd", ct)
+    whole = sitk.Cast(sitk.ReadImage(str(mask)), sitk.sitkFloat32)  # a float label map of whole numbers: fine
+    sitk.WriteImage(whole, str(tmp_path / "float.nrrd"))
+    assert read_mask(tmp_path / "float.nrrd", ct).info["kind"] == "labelmap"
+    r = gistrisk_cli("radiomics", "extract", "--image", image, "--mask", image, "--label", "1",
+                     "--out", tmp_path / "o.csv")
+    assert r.returncode == 2 and str(image) in r.stderr and "not a label map" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "o.csv").exists()

@@ -58,7 +58,25 @@ def read_mask(path: str | Path, reference: sitk.Image, *, label: int | None = No
                          file=str(path), patient=patient) from None
     if img.GetNumberOfComponentsPerPixel() != 1 or img.GetDimension() != 3:
         raise InputError("mask must be a 3-D scalar label map", file=str(path), patient=patient)
+    _check_label_values(img, str(path), patient)
     return LoadedMask(img, label, {"kind": "labelmap"})
+
+
+def _check_label_values(img: sitk.Image, file: str, patient: str | None) -> None:
+    """A label map holds whole numbers >= 0: an image given as the mask (the two swapped) would otherwise
+    turn the voxels that happen to equal the label into a tumour."""
+    values = sitk.GetArrayViewFromImage(img)
+    low = values.min() if values.size else 0
+    why = None
+    if low < 0:
+        why = f"it has negative values (minimum {low:g})"
+    elif values.dtype.kind == "f":
+        odd = values[~np.isfinite(values) | (values != np.round(values))]
+        if odd.size:
+            why = f"it has values that are not whole numbers (e.g. {odd.flat[0]:g})"
+    if why:
+        raise InputError(f"mask is not a label map: {why}; is it the image (--image and --mask swapped)?",
+                         file=file, patient=patient)
 
 
 # --- Slicer segmentation -------------------------------------------------------------------------
