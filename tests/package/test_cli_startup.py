@@ -17,13 +17,13 @@ try:
     main()
 except SystemExit:
     pass
-print(json.dumps(sorted(m for m in sys.modules if m.startswith("gistrisk"))))
+print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("gistrisk", "torch"))))
 """
 
 
-def _modules_loaded_by(*args: str) -> set[str]:
+def _modules_loaded_by(*args: str, package: str = "gistrisk") -> set[str]:
     out = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, check=True).stdout
-    return set(json.loads(out.strip().splitlines()[-1]))
+    return {m for m in json.loads(out.strip().splitlines()[-1]) if m.split(".")[0] == package}
 
 
 def test_radiomics_extract_does_not_import_the_model_stack():
@@ -48,6 +48,19 @@ def test_pathology_modules_load_timm_and_torchvision_only_to_build_an_encoder_or
     names, heavy = json.loads(out.strip().splitlines()[-1])
     assert {"gistrisk.pathology.encoders", "gistrisk.pathology.model", "gistrisk.pathology.gpu_decode"} <= set(names)
     assert heavy == []
+
+
+def test_pathology_commands_refuse_bad_inputs_before_importing_torch(tmp_path):
+    """torch costs 2-5 s to import and a classifier's network 2 s to build: a misnamed slide or an empty
+    embeddings folder is refused before either (`aggregate` never needs them)."""
+    for name in ("x+y.svs", "x#y.svs"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "empty").mkdir()
+    features = ("pathology", "features", "--classifier", str(tmp_path / "x+y.svs"), "--slides", str(tmp_path),
+                "--out", str(tmp_path / "f.csv"), "--review-geojson", str(tmp_path / "review"))
+    aggregate = ("pathology", "aggregate", "--embeddings", str(tmp_path / "empty"), "--out", str(tmp_path / "a.csv"))
+    for args in (features, aggregate):
+        assert _modules_loaded_by(*args, package="torch") == set(), args
 
 
 def test_every_command_is_listed_and_runs_its_help():

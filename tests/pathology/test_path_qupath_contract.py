@@ -93,11 +93,13 @@ def test_slides_sharing_a_review_file_name_are_refused(layout, cmu, coarse_class
     assert not review.exists() and not (tmp_path / "f.csv").exists()
 
 
-def test_clash_is_one_line_on_the_command_line(coarse_classifier, tmp_path):
+def test_clash_is_one_line_on_the_command_line(tmp_path):
+    """Refused before the classifier is read (and torch imported): the classifier here is not even one."""
     for n in ("x+y.svs", "x#y.svs"):
         (tmp_path / n).write_bytes(b"x")
+    (tmp_path / "clf.safetensors").write_bytes(b"not a classifier")
     p = subprocess.run([sys.executable, "-m", "gistrisk", "pathology", "features", "--classifier",
-                        str(coarse_classifier), "--slides", str(tmp_path), "--out", str(tmp_path / "f.csv"),
+                        str(tmp_path / "clf.safetensors"), "--slides", str(tmp_path), "--out", str(tmp_path / "f.csv"),
                         "--review-geojson", str(tmp_path / "review")], capture_output=True, text=True)
     assert p.returncode == 2, p.stderr
     assert p.stderr.startswith("error: ") and len(p.stderr.strip().splitlines()) == 1

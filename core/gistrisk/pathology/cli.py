@@ -224,9 +224,8 @@ def features(
     no_embeddings: bool = typer.Option(False, "--no-embeddings", help="Keep no per-tile embeddings."),
 ) -> None:
     """Slide-level pathomics: mean embedding of each slide's tumour tiles (2048-d ResNet50 by default)."""
-    from gistrisk.pathology.engine import InferenceConfig
-    from gistrisk.pathology.features import FeatureConfig
     from gistrisk.pathology.runs import feature_cohort
+    from gistrisk.pathology.tumour import FeatureConfig  # torch-free: a bad input is refused before torch loads
 
     check_output(out, kind="file", inputs=[classifier, slides, manifest])
     if no_embeddings and embeddings is not None:
@@ -234,8 +233,8 @@ def features(
     check_int(jobs, "--jobs", 1)
     _check_mpp_options(mpp, mpp_override)
     fcfg = FeatureConfig(tumour_threshold=tumour_threshold)
-    infer = InferenceConfig(batch_size=batch_size, num_workers=workers, device=device, compile=compile_,
-                            **({"decode": decode} if decode is not None else {}))
+    infer = {"batch_size": batch_size, "num_workers": workers, "device": device, "compile": compile_,
+             **({"decode": decode} if decode is not None else {})}  # an InferenceConfig in feature_cohort
     res = feature_cohort(classifier, _entries(slides, manifest), out, mpp=mpp, mpp_override=mpp_override,
                          backend=backend, feature=fcfg, inference=infer, min_tissue=min_tissue,
                          stain_normalise=stain_normalise, review_geojson=review_geojson, jobs=jobs,
@@ -263,8 +262,8 @@ def aggregate(
     tumour_threshold: float = typer.Option(0.5, "--tumour-threshold", help="Min tumour probability of a tile."),
 ) -> None:
     """Slide features from stored tile embeddings, without running the network."""
-    from gistrisk.pathology.features import FeatureConfig
     from gistrisk.pathology.runs import aggregate_embeddings
+    from gistrisk.pathology.tumour import FeatureConfig
 
     res = aggregate_embeddings(embeddings, out, feature=FeatureConfig(tumour_threshold=tumour_threshold),
                                on_message=_echo_err)

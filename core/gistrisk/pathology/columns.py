@@ -5,6 +5,9 @@ from __future__ import annotations
 
 FEATURE_PREFIX = "path_"
 
+#: Width of the paper's ResNet50 pooled features: the default slide-feature table's.
+RESNET50_DIM = 2048
+
 
 def feature_columns(dim: int) -> list[str]:
     """The slide-feature column names for a D-dimensional embedding: ``path_0000`` .. ``path_{D-1}``

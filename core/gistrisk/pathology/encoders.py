@@ -25,6 +25,7 @@ from torch import nn
 
 from gistrisk.errors import InputError
 from gistrisk.pathology.classes import IMAGENET_MEAN, IMAGENET_STD
+from gistrisk.pathology.columns import RESNET50_DIM
 from gistrisk.provenance import file_sha256
 
 # timm is imported where a timm encoder is checked or built, not here: it takes 1.5-3 s (timm.layers imports
@@ -37,7 +38,6 @@ TIMM_PREFIX = "timm:"
 #: header ``architecture`` of each kind of classifier
 ARCH_RESNET50 = "torchvision.resnet50"
 ARCH_TIMM = "timm"
-RESNET50_DIM = 2048
 #: how a timm encoder's output becomes one vector per tile: the model's own pooled features, or the
 #: class token concatenated with the mean of the patch tokens (as Virchow's authors use it)
 POOLS = ("default", "cls+mean")

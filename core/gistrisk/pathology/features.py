@@ -9,15 +9,14 @@ import numpy as np
 import pandas as pd
 
 from gistrisk.pathology.annotations import bridge_errors
-from gistrisk.pathology.columns import feature_columns  # the one column rule (torch-free, shared with simulate)
-from gistrisk.pathology.model import FEATURE_DIM
+from gistrisk.pathology.columns import RESNET50_DIM, feature_columns  # torch-free, shared with simulate
 from gistrisk.pathology.tumour import FeatureConfig, tumour_mask  # the tumour rule (torch-free)
 from qupath_bridge.tiles import write_tile_predictions
 
 FLAG_NO_TUMOUR = "no_tumour_tiles"
 
 #: the columns of the paper's ResNet50 features, path_0000..path_2047
-FEATURE_COLUMNS = feature_columns(FEATURE_DIM)
+FEATURE_COLUMNS = feature_columns(RESNET50_DIM)
 
 
 def pool_tumour_features(probs: np.ndarray, feats: np.ndarray, classes: list[str],
@@ -29,11 +28,11 @@ def pool_tumour_features(probs: np.ndarray, feats: np.ndarray, classes: list[str
     """
     mask = tumour_mask(probs, classes, config)
     if not mask.any():
-        return np.full(feats.shape[1] if feats.ndim == 2 else FEATURE_DIM, np.nan), mask
+        return np.full(feats.shape[1] if feats.ndim == 2 else RESNET50_DIM, np.nan), mask
     return feats[mask].astype(np.float64).mean(axis=0), mask
 
 
-def features_table(results: list[dict], dim: int = FEATURE_DIM) -> pd.DataFrame:
+def features_table(results: list[dict], dim: int = RESNET50_DIM) -> pd.DataFrame:
     """Worker results -> ``patient_id, slide_id, n_tumour_tiles, path_0000..path_{dim-1}, n_tiles, flag``
     (``dim``: the encoder's embedding size)."""
     rows = np.full((len(results), dim), np.nan)

@@ -245,13 +245,6 @@ def feature_cohort(classifier: str | Path, slides: str | Path | Sequence[SlideEn
     embeddings : folder for the per-slide embeddings files; True (default) = ``<out stem>.embeddings``
         beside ``out``; False = keep none.
     """
-    from gistrisk.pathology.engine import InferenceConfig
-    from gistrisk.pathology.features import FLAG_NO_TUMOUR, FeatureConfig, features_table
-    from gistrisk.pathology.gpu_decode import DecodeReport
-    from gistrisk.pathology.model import encoder_spec, load_classifier
-    from gistrisk.pathology.pipeline import features_worker
-    from gistrisk.pathology.stain import resolve_stain
-
     out = Path(out)
     if out.suffix.lower() not in (".parquet", ".csv"):
         raise InputError(f"--out {out}: give a .parquet or .csv file")
@@ -263,6 +256,15 @@ def feature_cohort(classifier: str | Path, slides: str | Path | Sequence[SlideEn
     if emb_dir is not None:
         check_output(emb_dir, kind="dir", option="--embeddings")
     entries = slide_entries(slides, mpp, mpp_override)
+    review_names = review_file_names(entries) if review is not None else {}
+    # the torch-backed modules only once the inputs above have passed: a bad one is refused at once
+    from gistrisk.pathology.engine import InferenceConfig
+    from gistrisk.pathology.features import FLAG_NO_TUMOUR, FeatureConfig, features_table
+    from gistrisk.pathology.gpu_decode import DecodeReport
+    from gistrisk.pathology.model import encoder_spec, load_classifier
+    from gistrisk.pathology.pipeline import features_worker
+    from gistrisk.pathology.stain import resolve_stain
+
     messages = _Messages(on_message)
     fcfg = feature if isinstance(feature, FeatureConfig) else FeatureConfig(**(feature or {}))
     infer = (inference if isinstance(inference, InferenceConfig) else InferenceConfig(**(inference or {}))).to_dict()
@@ -275,7 +277,6 @@ def feature_cohort(classifier: str | Path, slides: str | Path | Sequence[SlideEn
     if stain_warning:
         messages(f"warning: {stain_warning}")
     tcfg = TileConfig(tile_size=header["tile_size"], target_mpp=float(header["mpp"]), min_tissue_fraction=min_tissue)
-    review_names = review_file_names(entries) if review is not None else {}
     params = {"classifier_sha256": clf_hash, "tile_config": tcfg.to_dict(), "feature": fcfg.to_dict(),
               "backend": backend, "stain": stain.to_dict()}
     if review is not None:
