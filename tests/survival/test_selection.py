@@ -1,6 +1,10 @@
+import numpy as np
 import pytest
+from sksurv import ensemble
 
 from gistrisk.survival.config import LassoConfig, RSFConfig, StepwiseConfig
+from gistrisk.survival.evaluation import as_surv
+from gistrisk.survival.forest import RandomSurvivalForest
 from gistrisk.survival.preprocess import Preprocessor
 from gistrisk.survival.selection import LassoCoxSelector, RSFSelector, StepwiseCoxSelector
 from gistrisk.survival.synthetic import make_tables
@@ -27,6 +31,24 @@ def test_rsf_importance_ranks_signal_first():
     assert set(top) == {"r_0000", "r_0001", "r_0002"}
     assert len(s.selected_) <= 4
 
+
+@pytest.mark.parametrize("settings", [{"min_samples_leaf": 5, "max_features": "sqrt", "random_state": 0},
+                                      {"min_samples_leaf": 3, "max_features": 0.5, "random_state": 7,
+                                       "max_depth": 4},
+                                      {"min_samples_leaf": 2, "bootstrap": False, "random_state": 3}])
+def test_the_forest_grows_scikit_survivals_trees(settings):
+    """Bit for bit scikit-survival's RandomSurvivalForest: every split, every prediction."""
+    X, t, e = _data(p=12, n=120, seed=2)
+    A, y = X.to_numpy(float), as_surv(t, e)
+    ours = RandomSurvivalForest(n_estimators=30, **settings).fit(A[:90], y[:90])
+    ref = ensemble.RandomSurvivalForest(n_estimators=30, **settings).fit(A[:90], y[:90])
+    for a, b in zip(ours.estimators_, ref.estimators_, strict=True):
+        assert a.random_state == b.random_state and a.get_params() == b.get_params()
+        for field in ("feature", "threshold", "n_node_samples", "value"):
+            np.testing.assert_array_equal(getattr(a.tree_, field), getattr(b.tree_, field))
+    np.testing.assert_array_equal(ours.predict(A[90:]), ref.predict(A[90:]))
+    np.testing.assert_array_equal(ours.predict_cumulative_hazard_function(A[90:], return_array=True),
+                                  ref.predict_cumulative_hazard_function(A[90:], return_array=True))
 
 
 @pytest.mark.parametrize("bad", [{"n_estimators": 0}, {"min_samples_leaf": 0}, {"n_estimators": 2.5}])

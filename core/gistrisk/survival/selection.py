@@ -18,6 +18,7 @@ from sklearn.model_selection import StratifiedKFold
 from gistrisk.survival.config import LassoConfig, RSFConfig, StepwiseConfig
 from gistrisk.survival.cox import fit_cox, partial_loglik
 from gistrisk.survival.evaluation import as_surv, harrell_c
+from gistrisk.survival.forest import RandomSurvivalForest
 
 log = logging.getLogger(__name__)
 
@@ -143,8 +144,6 @@ class RSFSelector:
         self.seed = seed
 
     def fit(self, X: pd.DataFrame, time: np.ndarray, event: np.ndarray) -> RSFSelector:
-        from sksurv.ensemble import RandomSurvivalForest
-
         c = self.config
         A = X.to_numpy(float)
         y = as_surv(time, event)
