@@ -51,15 +51,17 @@ def test_pathology_modules_load_timm_and_torchvision_only_to_build_an_encoder_or
 
 
 def test_pathology_commands_refuse_bad_inputs_before_importing_torch(tmp_path):
-    """torch costs 2-5 s to import and a classifier's network 2 s to build: a misnamed slide or an empty
-    embeddings folder is refused before either (`aggregate` never needs them)."""
+    """torch costs 2-5 s to import and a classifier's network 2 s to build: a misnamed slide, an empty
+    embeddings folder or an impossible training setting is refused before either (`aggregate` never
+    needs them)."""
     for name in ("x+y.svs", "x#y.svs"):
         (tmp_path / name).write_bytes(b"x")
     (tmp_path / "empty").mkdir()
     features = ("pathology", "features", "--classifier", str(tmp_path / "x+y.svs"), "--slides", str(tmp_path),
                 "--out", str(tmp_path / "f.csv"), "--review-geojson", str(tmp_path / "review"))
     aggregate = ("pathology", "aggregate", "--embeddings", str(tmp_path / "empty"), "--out", str(tmp_path / "a.csv"))
-    for args in (features, aggregate):
+    train = ("pathology", "train", "--tiles", str(tmp_path), "--out", str(tmp_path / "clf"), "--epochs", "0")
+    for args in (features, aggregate, train):
         assert _modules_loaded_by(*args, package="torch") == set(), args
 
 

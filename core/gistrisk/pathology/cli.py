@@ -145,15 +145,18 @@ def train(
     """Train the tissue classifier on labelled tiles (the paper's ResNet50 and recipe by default)."""
     import logging
 
-    from gistrisk.pathology.encoders import parse_encoder_args, parse_rgb, resolve_encoder
     from gistrisk.pathology.stain import StainConfig, stain_config_from_reference
-    from gistrisk.pathology.train import TrainConfig, check_classes, train_classifier
+    from gistrisk.pathology.train_config import TrainConfig
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     check_output(out, kind="dir", option="--out")
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, val_fraction=val_fraction, seed=seed,
                       device=device, num_workers=workers, augment=not no_augment,
                       stain=StainConfig(method=stain_normalise), freeze_encoder=freeze_encoder)
+    # the torch-backed modules only once the recipe above has passed: an impossible setting is refused at once
+    from gistrisk.pathology.encoders import parse_encoder_args, parse_rgb, resolve_encoder
+    from gistrisk.pathology.train import check_classes, train_classifier
+
     spec = resolve_encoder(encoder, weights, args=parse_encoder_args(encoder_arg), pool=encoder_pool,
                            mean=parse_rgb(encoder_mean, "--encoder-mean"), std=parse_rgb(encoder_std, "--encoder-std"))
     typer.echo(f"encoder {spec.name}: {spec.feature_dim}-d embedding, input "
