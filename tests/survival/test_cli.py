@@ -61,18 +61,18 @@ def test_fit_validate_predict(cohort, gistrisk_cli):
         assert m["n"] == 70
     assert metrics["fusion"]["c_index"] > 0.7
 
-    # predict on 20 of the external patients: each patient's HTML report takes about 0.15 s to draw
-    part = cohort / "ext20"
+    # predict on 6 of the external patients: each patient's HTML report takes 0.2-0.4 s to draw
+    part = cohort / "ext6"
     part.mkdir()
     for m in ("clinical", "radiomics", "pathology"):
-        pd.read_csv(cohort / f"ext/{m}.csv").head(20).to_csv(part / f"{m}.csv", index=False)
+        pd.read_csv(cohort / f"ext/{m}.csv").head(6).to_csv(part / f"{m}.csv", index=False)
     pred = cohort / "pred.csv"
     run("predict", "--model", model, *_mods(part), "--out", pred, "--report-dir", cohort / "patients")
-    assert len(list((cohort / "patients").glob("*.html"))) == 20
+    assert len(list((cohort / "patients").glob("*.html"))) == 6
     df = pd.read_csv(pred)
     assert list(df.columns[:9]) == ["patient_id", "score_clinical", "score_pathology", "score_radiomics", "risk",
                                     "risk_group", "rfs_12", "rfs_36", "rfs_60"]
-    assert len(df) == 20 and not df["partial"].any()
+    assert len(df) == 6 and not df["partial"].any()
 
 
 def test_every_command_has_help_with_an_example(gistrisk_cli):
