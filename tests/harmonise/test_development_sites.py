@@ -1,7 +1,5 @@
 """Several hospitals inside the development cohort: mapped onto the largest inside every fold."""
 
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -76,20 +74,19 @@ def test_the_bundle_records_the_sites_and_the_clinical_model_does_not_use_the_ho
     assert np.median(np.abs(tables["radiomics"].loc[b].mean() - a.mean()) / a.std()) > 0.4
 
 
-def test_a_development_site_file_scores_that_site_as_the_fit_did(fitted):
+def test_a_development_site_file_scores_that_site_as_the_fit_did(fitted, gistrisk_cli):
+    """The command in this process (its own process: tests/harmonise/test_harmonise_cli.py)."""
     model, tables, _, b, _, folder = fitted
     site = folder / "B.json"
-    run = subprocess.run([sys.executable, "-m", "gistrisk", "harmonise", "--model", str(folder / "model"),
-                          "--development-site", "B", "--out", str(site)], capture_output=True, text=True)
+    run = gistrisk_cli("harmonise", "--model", folder / "model", "--development-site", "B", "--out", site)
     assert run.returncode == 0, run.stderr
     new = {"radiomics": tables["radiomics"].loc[b[:3]].reset_index()}
     scored = model.scores(harmonise_tables(model.info_, new, read_site_file(site, model.info_)))
     X = tables["radiomics"].loc[b[:3]].assign(**{development.SITE: "B"})
     np.testing.assert_allclose(scored["score_radiomics"].to_numpy(), model.pipelines_["radiomics"].score(X),
                                rtol=1e-10)
-    refused = subprocess.run([sys.executable, "-m", "gistrisk", "harmonise", "--model", str(folder / "model"),
-                              "--development-site", "A", "--out", str(folder / "A.json")],
-                             capture_output=True, text=True)
+    refused = gistrisk_cli("harmonise", "--model", folder / "model", "--development-site", "A",
+                           "--out", folder / "A.json")
     assert refused.returncode == 2 and "reference site" in refused.stderr
 
 

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -18,7 +16,6 @@ import pytest
 from gistrisk.errors import BundleError, InputError
 
 BASELINE = "pyradiomics_baseline"  # original image only: seconds, not minutes
-GISTRISK = [sys.executable, "-m", "gistrisk"]
 
 
 def _inputs(lung2, **kw):
@@ -32,10 +29,11 @@ CLINICAL = {"mitoses_per_5mm2": "4", "site": "stomach", "rupture": "no"}
 
 
 @pytest.mark.slow
-def test_features_through_the_logic_equal_the_command_line(lung2_result, lung2_files, tmp_path):
+def test_features_through_the_logic_equal_the_command_line(lung2_result, lung2_files, tmp_path, gistrisk_cli):
+    """The command in this process (its own process: tests/radiomics/test_radiomics_cli.py)."""
     out = tmp_path / "row.csv"
-    run = subprocess.run([*GISTRISK, "radiomics", "extract", "--image", str(lung2_files[0]), "--mask",
-                          str(lung2_files[1]), "--params", BASELINE, "--out", str(out)], capture_output=True, text=True)
+    run = gistrisk_cli("radiomics", "extract", "--image", lung2_files[0], "--mask", lung2_files[1],
+                       "--params", BASELINE, "--out", out)
     assert run.returncode == 0, run.stderr
     row = pd.read_csv(out).iloc[0]
     ours = lung2_result.radiomics.features
@@ -103,7 +101,7 @@ def test_fused_prediction_lands_in_mrml(logic, lung2, demo_bundle, slide_row, lu
 
 
 def test_site_file_harmonises_as_the_command_line_and_unharmonised_is_flagged(logic, lung2, demo_bundle, slide_row,
-                                                                              tmp_path):
+                                                                              tmp_path, gistrisk_cli):
     from gistrisk.harmonise.site import harmonise_tables, read_site_file
     from gistrisk.survival.model import MultimodalRiskModel
 
@@ -112,9 +110,8 @@ def test_site_file_harmonises_as_the_command_line_and_unharmonised_is_flagged(lo
     site_rows[features] = site_rows[features] * 1.5 + 0.1  # another scanner
     site_rows.to_csv(tmp_path / "site_radiomics.csv", index=False)
     site = tmp_path / "site.json"
-    run = subprocess.run([*GISTRISK, "harmonise", "--model", str(demo_bundle), "-m",
-                          f"radiomics={tmp_path / 'site_radiomics.csv'}", "--site", "B", "--out", str(site)],
-                         capture_output=True, text=True)
+    run = gistrisk_cli("harmonise", "--model", demo_bundle, "-m", f"radiomics={tmp_path / 'site_radiomics.csv'}",
+                       "--site", "B", "--out", site)
     assert run.returncode == 0, run.stderr[-2000:]
     clinical = {**CLINICAL, "tumour_size_cm": "7"}
     plain = logic.process(_inputs(lung2, bundle_dir=str(demo_bundle), pathology_file=str(slide_row),
