@@ -6,7 +6,6 @@ embeddings writer."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -236,7 +235,7 @@ def test_a_table_without_embeddings_is_one_clear_error(tmp_path):
 
 
 @pytest.mark.slow
-def test_fit_and_predict_from_the_command_line(tmp_path):
+def test_fit_and_predict_from_the_command_line(tmp_path, gistrisk_cli):
     table, y = synthetic_bags(tmp_path / "dev", 60, seed=4)
     y.reset_index().to_csv(tmp_path / "outcomes.csv", index=False)
     (tmp_path / "fit.yaml").write_text(json.dumps(
@@ -251,8 +250,8 @@ def test_fit_and_predict_from_the_command_line(tmp_path):
     pred = pd.read_csv(tmp_path / "pred.csv")
     assert len(pred) == 60 and pred["score_pathology"].notna().all()
     (tmp_path / "dev" / "slides.embeddings" / "P007-HE1.h5").unlink()
-    r = subprocess.run([sys.executable, "-m", "gistrisk", "predict", "--model", str(tmp_path / "model"), "-m",
-                        f"pathology={table}", "--out", str(tmp_path / "pred2.csv")], capture_output=True, text=True)
+    # in this process: the exit code and stderr of a run of its own (a traceback would raise here)
+    r = gistrisk_cli("predict", "--model", tmp_path / "model", "-m", f"pathology={table}", "--out", tmp_path / "pred2.csv")
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     assert [ln for ln in r.stderr.splitlines() if ln.startswith("error:")] == [
         ln for ln in r.stderr.splitlines() if "P007" in ln]

@@ -83,12 +83,13 @@ def test_every_command_has_help_with_an_example(gistrisk_cli):
         assert "Example" in out and "--modality" in out
 
 
-def test_bad_input_exits_2_with_a_clear_message(cohort, tmp_path):
+def test_bad_input_exits_2_with_a_clear_message(cohort, tmp_path, gistrisk_cli):
+    """fit in a process of its own; predict in this one (its own process: test_fit_validate_predict)."""
     bad = pd.read_csv(cohort / "dev/outcomes.csv")
     bad.loc[3, "event"] = 7
     bad.to_csv(tmp_path / "outcomes.csv", index=False)
     r = run("fit", "--outcomes", tmp_path / "outcomes.csv", *_mods(cohort / "dev"), "--out", tmp_path / "m", ok=False)
     assert r.returncode == 2
     assert "outcomes.csv" in r.stderr and "event must be 0 or 1" in r.stderr and bad.loc[3, "patient_id"] in r.stderr
-    r = run("predict", "--model", tmp_path / "nomodel", *_mods(cohort / "ext"), "--out", tmp_path / "p.csv", ok=False)
+    r = gistrisk_cli("predict", "--model", tmp_path / "nomodel", *_mods(cohort / "ext"), "--out", tmp_path / "p.csv")
     assert r.returncode == 2 and "no model bundle" in r.stderr
