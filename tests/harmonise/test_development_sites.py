@@ -1,6 +1,5 @@
 """Several hospitals inside the development cohort: mapped onto the largest inside every fold."""
 
-
 import numpy as np
 import pandas as pd
 import pytest
