@@ -47,13 +47,34 @@ def lung2_files(shared_data) -> tuple[Path, Path]:
     return ct / "lung2_image.nrrd", ct / "lung2_label.nrrd"
 
 
-@pytest.fixture
-def lung2(scene, lung2_files):
-    """(scene, CT volume node, segmentation node, segment id) from the real lung2 files."""
+@pytest.fixture(scope="session")
+def lung2_loaded(lung2_files):
+    """The lung2 CT and tumour read once by the module's loaders (0.3-0.4 s: the label import), in a scene
+    of their own that tests only copy from."""
+    from slicer_app_shim import new_scene
+
     from SlicerGISTRiskLib import mrml_convert as mc
 
+    scene = new_scene()
     volume = mc.load_volume_file(scene, lung2_files[0], name="lung2")
-    seg = mc.labelmap_file_to_segmentation(scene, lung2_files[1], volume, name="lung2 tumour")
+    return volume, mc.labelmap_file_to_segmentation(scene, lung2_files[1], volume, name="lung2 tumour")
+
+
+@pytest.fixture
+def lung2(scene, lung2_files, lung2_loaded):
+    """(scene, CT volume node, segmentation node, segment id): the real lung2 files as the loaders read
+    them (deep copies of :func:`lung2_loaded`, with the CT's storage node naming its file)."""
+    from SlicerGISTRiskLib import mrml_convert as mc
+
+    loaded_volume, loaded_seg = lung2_loaded
+    volume = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", loaded_volume.GetName())
+    volume.CopyContent(loaded_volume, True)
+    storage = scene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
+    storage.SetFileName(str(lung2_files[0]))
+    volume.SetAndObserveStorageNodeID(storage.GetID())
+    seg = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", loaded_seg.GetName())
+    seg.CopyContent(loaded_seg, True)
+    seg.SetReferenceImageGeometryParameterFromVolumeNode(volume)
     return scene, volume, seg, mc.segment_ids(seg)[0]
 
 
