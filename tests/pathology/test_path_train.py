@@ -41,7 +41,11 @@ def test_train_writes_reloadable_deterministic_classifier(labelled, tmp_path):
     tiles, sources = labelled
     cfg = TrainConfig(epochs=2, batch_size=4, seed=7, device="cpu", num_workers=0)
     meta = {"tile_size": 112, "mpp": 1.0}
+    rng_before = torch.random.get_rng_state()
     res = train_classifier(tiles, tmp_path / "a", cfg, sources=sources, tile_meta=meta)
+    # the caller's random stream is left alone: training draws from its own seeded one, and the final
+    # model is built from the best epoch's weights without a random initialisation
+    assert torch.equal(torch.random.get_rng_state(), rng_before)
 
     out = tmp_path / "a"
     hist = pd.read_csv(out / "history.csv")

@@ -35,6 +35,7 @@ from gistrisk.pathology.model import (
     build_model,
     check_header,
     load_backbone,
+    model_with_weights,
     save_classifier,
 )
 from gistrisk.pathology.train_config import TrainConfig
@@ -231,8 +232,7 @@ def train_classifier(tiles: pd.DataFrame, out_dir: str | Path, config: TrainConf
     val_ds.close()
     best_acc, best_epoch, state, best_conf = best
     assert state is not None and best_conf is not None  # epochs >= 1 and the first accuracy (>= 0) beats -1
-    final = build_model(len(cfg.classes), seed=None, encoder=spec)
-    final.load_state_dict(state)
+    final = model_with_weights(state, len(cfg.classes), spec)
 
     header = {
         "classes": list(cfg.classes), "tile_size": int(meta["tile_size"]), "mpp": float(meta["mpp"]),
