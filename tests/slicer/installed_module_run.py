@@ -125,11 +125,11 @@ def scenario(args: argparse.Namespace, steps: dict) -> None:
     steps["qupath_bridge"] = spec.origin if spec else None
 
 
-def origins(before: set[str], install: Path, app: Path) -> dict:
-    """Where each module imported after start-up came from: install tree, app stand-in, or a distribution."""
+def origins(before: set[str], install: Path, app: Path, owners: dict[str, list[str]]) -> dict:
+    """Where each module imported after start-up came from: install tree, app stand-in, or a distribution
+    (``owners``: top-level import name -> distributions, as importlib.metadata.packages_distributions)."""
     stdlib = [Path(sysconfig.get_paths()[k]).resolve() for k in ("stdlib", "platstdlib")]
     sites = site_dirs()
-    owners = md.packages_distributions()
     out: dict = {"install": set(), "app": set(), "dists": {}, "elsewhere": {}}
     for name, mod in list(sys.modules.items()):
         file = getattr(mod, "__file__", None)
@@ -166,7 +166,7 @@ def main() -> None:
         scenario(args, steps)
     except BaseException:  # noqa: BLE001  (reported to the test, which shows it)
         error = traceback.format_exc()
-    report = {"steps": steps, "error": error, "modules": origins(before, args.install, args.app),
+    report = {"steps": steps, "error": error, "modules": origins(before, args.install, args.app, guard.owners),
               "refused": sorted(guard.refused)}
     args.out.write_text(json.dumps(report, indent=1, default=str))
 
