@@ -75,8 +75,9 @@ def _same_raw(par: dict, seq: dict) -> None:
             assert w == v, k
 
 
-def test_paper_parameters_on_lung2_two_workers_equal_sequential(lung2) -> None:
-    image, mask = lung2
+def test_paper_parameters_on_the_lung2_tumour_two_workers_equal_sequential(lung2_crop) -> None:
+    """Every image type of the paper's file (the whole lung2 CT: benchmarks/radiomics_one_case.py)."""
+    image, mask = lung2_crop
     seq = extract_case(image, mask, "gist_ct_paper", workers=1)
     par = extract_case(image, mask, "gist_ct_paper", workers=2)
     assert len(seq.features) == 2246
