@@ -39,15 +39,21 @@ def harrell_c(time, event, risk) -> float:
     time, event, risk = np.asarray(time, float), np.asarray(event, bool), np.asarray(risk, float)
     if not event.any() or not np.isfinite(risk).all() or not np.isfinite(time).all():
         return float("nan")
-    later = time[None, :] > time[:, None]
-    same_time_censored = (time[None, :] == time[:, None]) & ~event[None, :]
-    comparable = event[:, None] & (later | same_time_censored)
+    concordant, tied, comparable = _pair_indicators(time, event, risk)
     pairs = int(comparable.sum())
     if pairs == 0:
         return float("nan")
+    return (int(concordant.sum()) + 0.5 * int(tied.sum())) / pairs
+
+
+def _pair_indicators(time: np.ndarray, event: np.ndarray, risk: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Harrell's pairs, each (n, n) bool, row i the member with the earlier event: (concordant, tied,
+    comparable). Comparable: i had an event and j a later time, or j was censored at i's time."""
+    later = time[None, :] > time[:, None]
+    same_time_censored = (time[None, :] == time[:, None]) & ~event[None, :]
+    comparable = event[:, None] & (later | same_time_censored)
     tied = np.abs(risk[None, :] - risk[:, None]) <= TIED_RISK
-    concordant = int((comparable & (risk[None, :] < risk[:, None]) & ~tied).sum())
-    return (concordant + 0.5 * int((comparable & tied).sum())) / pairs
+    return comparable & (risk[None, :] < risk[:, None]) & ~tied, comparable & tied, comparable
 
 
 def uno_c(time, event, risk, *, train_time=None, train_event=None, tau: float | None = None) -> float:
@@ -118,13 +124,63 @@ def _safe_horizon(train_time, train_event, test_time) -> float:
 def bootstrap_ci(stat: Callable[[np.ndarray], float], n: int, *, n_boot: int = 500, seed: int = 0,
                  level: float = 0.95) -> tuple[float, float]:
     """Percentile bootstrap CI of ``stat(indices)`` over ``n_boot`` resamples of ``n`` rows."""
+    return percentile_ci(np.array([stat(i) for i in resamples(n, n_boot, seed)], float), level)
+
+
+def resamples(n: int, n_boot: int, seed: int) -> np.ndarray:
+    """Row indices of ``n_boot`` bootstrap resamples of ``n`` rows, shape (n_boot, n), seeded."""
     rng = np.random.default_rng(seed)
-    vals = np.array([stat(rng.integers(0, n, n)) for _ in range(n_boot)], float)
-    vals = vals[np.isfinite(vals)]
-    if len(vals) < 10:
+    # one draw per resample: a single (n_boot, n) draw would give other numbers
+    return np.array([rng.integers(0, n, n) for _ in range(n_boot)]).reshape(n_boot, n)
+
+
+def percentile_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of the finite bootstrap ``values`` (n_boot,); NaNs when fewer than 10 are finite."""
+    values = values[np.isfinite(values)]
+    if len(values) < 10:
         return float("nan"), float("nan")
     a = (1 - level) / 2
-    return float(np.quantile(vals, a)), float(np.quantile(vals, 1 - a))
+    return float(np.quantile(values, a)), float(np.quantile(values, 1 - a))
+
+
+def bootstrap_c(time, event, risk, draws: np.ndarray, weights=None) -> np.ndarray:
+    """Harrell's C (with ``weights``: :func:`weighted_c`) of each resample in ``draws`` (n_boot, n), shape
+    (n_boot,), each equal bit for bit to the statistic computed on the resampled rows.
+
+    A patient drawn twice never pairs with itself (equal times: an event pairs only with later times or
+    censored equal ones), so a resample's pair counts are the original pairs weighted by how often each
+    patient was drawn: matrix products of the draw counts (n_boot, n) with the n x n pair indicators,
+    instead of n_boot comparisons of n x n resampled rows. Memory grows as n^2 + n_boot * n."""
+    time, event, risk = np.asarray(time, float), np.asarray(event, bool), np.asarray(risk, float)
+    n_boot, n = draws.shape
+    counts = np.bincount((draws + n * np.arange(n_boot)[:, None]).ravel(), minlength=n_boot * n)
+    counts = counts.reshape(n_boot, n).astype(float)
+    drawn = counts > 0
+    finite = np.isfinite(risk) & (np.isfinite(time) if weights is None else True)  # what each statistic checks
+    undefined = drawn[:, ~finite].any(axis=1) | ~drawn[:, event].any(axis=1)
+    concordant, tied, comparable = (m.astype(float) for m in _pair_indicators(time, event, risk))
+    # per resample and patient (as the earlier member): how many drawn rows it is concordant, tied, paired with
+    n_con, n_ties, n_pairs = counts @ concordant.T, counts @ tied.T, counts @ comparable.T
+    out = np.full(n_boot, np.nan)
+    if weights is None:
+        pairs = (counts * n_pairs).sum(axis=1)
+        for b in np.flatnonzero(~undefined & (pairs > 0)):  # as harrell_c does its arithmetic
+            out[b] = (int((counts[b] * n_con[b]).sum()) + 0.5 * int((counts[b] * n_ties[b]).sum())) / int(pairs[b])
+        return out
+    weights = np.asarray(weights, float)
+    undefined |= drawn[:, event & np.isnan(weights)].any(axis=1)
+    # weighted_c's sums: rows in the order of np.argsort of the resampled times, added one after another
+    order = np.take_along_axis(draws, np.argsort(time[draws], axis=1), axis=1)
+    rows = np.arange(n_boot)[:, None]
+    w = weights[order]
+    counted = event[order] & (n_pairs[rows, order] > 0)
+    with np.errstate(invalid="ignore"):
+        num = np.where(counted, w * n_con[rows, order] + 0.5 * w * n_ties[rows, order], 0.0)
+        den = np.where(counted, w * n_pairs[rows, order], 0.0)
+    numerator, denominator = np.cumsum(num, axis=1)[:, -1], np.cumsum(den, axis=1)[:, -1]
+    ok = ~undefined & counted.any(axis=1) & (denominator > 0)
+    out[ok] = numerator[ok] / denominator[ok]
+    return out
 
 
 def c_index_summary(time, event, risk, *, n_boot: int = 500, seed: int = 0,
@@ -133,14 +189,13 @@ def c_index_summary(time, event, risk, *, n_boot: int = 500, seed: int = 0,
     time, event, risk = np.asarray(time, float), np.asarray(event, bool), np.asarray(risk, float)
     n = len(time)
     c = harrell_c(time, event, risk)
-    ci = bootstrap_ci(lambda i: harrell_c(time[i], event[i], risk[i]), n, n_boot=n_boot, seed=seed)
+    ci = percentile_ci(bootstrap_c(time, event, risk, resamples(n, n_boot, seed)))
     tt = time if train_time is None else np.asarray(train_time, float)
     te = event if train_event is None else np.asarray(train_event, bool)
     tau = _safe_horizon(tt, te, time)
     w = uno_weights(tt, te, time, event, tau)
     u = weighted_c(time, event, risk, w)
-    u_ci = bootstrap_ci(lambda i: weighted_c(time[i], event[i], risk[i], w[i]), n, n_boot=max(100, n_boot // 5),
-                        seed=seed)
+    u_ci = percentile_ci(bootstrap_c(time, event, risk, resamples(n, max(100, n_boot // 5), seed), weights=w))
     return {"c_index": c, "c_index_ci": list(ci), "uno_c_index": u, "uno_c_index_ci": list(u_ci),
             "uno_tau": tau, "n": int(n), "events": int(event.sum()),
             "censored_fraction": float(1 - event.mean()) if n else float("nan")}
