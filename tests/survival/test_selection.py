@@ -35,7 +35,9 @@ def test_rsf_importance_ranks_signal_first():
 @pytest.mark.parametrize("settings", [{"min_samples_leaf": 5, "max_features": "sqrt", "random_state": 0},
                                       {"min_samples_leaf": 3, "max_features": 0.5, "random_state": 7,
                                        "max_depth": 4},
-                                      {"min_samples_leaf": 2, "bootstrap": False, "random_state": 3}])
+                                      {"min_samples_leaf": 2, "bootstrap": False, "random_state": 3},
+                                      {"min_samples_leaf": 4, "oob_score": True, "random_state": 5},
+                                      {"min_samples_leaf": 5, "random_state": 1, "n_jobs": 2}])
 def test_the_forest_grows_scikit_survivals_trees(settings):
     """Bit for bit scikit-survival's RandomSurvivalForest: every split, every prediction."""
     X, t, e = _data(p=12, n=120, seed=2)
@@ -46,6 +48,9 @@ def test_the_forest_grows_scikit_survivals_trees(settings):
         assert a.random_state == b.random_state and a.get_params() == b.get_params()
         for field in ("feature", "threshold", "n_node_samples", "value"):
             np.testing.assert_array_equal(getattr(a.tree_, field), getattr(b.tree_, field))
+    assert getattr(ours, "oob_score_", None) == getattr(ref, "oob_score_", None)
+    for forest in (ours, ref):  # trees added in one thread: several threads add them in any order
+        forest.set_params(n_jobs=1)
     np.testing.assert_array_equal(ours.predict(A[90:]), ref.predict(A[90:]))
     np.testing.assert_array_equal(ours.predict_cumulative_hazard_function(A[90:], return_array=True),
                                   ref.predict_cumulative_hazard_function(A[90:], return_array=True))
