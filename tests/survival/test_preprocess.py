@@ -64,6 +64,15 @@ def test_junk_in_numeric_column_names_patient_and_column():
     assert "clinical.csv" in msg and "P7" in msg and "'b'" in msg and "n/a?" in msg
 
 
+def test_numbers_held_as_text_are_a_numeric_column():
+    """A column of numbers stored as text (a parquet string column, a table built in Python) is encoded as
+    the numbers, not refused for junk it does not have."""
+    df = _df()
+    text = df.assign(b=df["b"].map(repr).astype(object))
+    np.testing.assert_allclose(Preprocessor().fit(text).transform(text), Preprocessor().fit(df).transform(df),
+                               rtol=1e-12)  # the same numbers, converted column by column
+
+
 def test_all_constant_features_refused():
     df = pd.DataFrame({"x": [1.0] * 5, "y": [2.0] * 5}, index=list("abcde"))
     df.attrs["source"] = "radiomics.csv"
