@@ -162,10 +162,10 @@ def bootstrap_c(time, event, risk, draws: np.ndarray, weights=None) -> np.ndarra
     # per resample and patient (as the earlier member): how many drawn rows it is concordant, tied, paired with
     n_con, n_ties, n_pairs = counts @ concordant.T, counts @ tied.T, counts @ comparable.T
     out = np.full(n_boot, np.nan)
-    if weights is None:
-        pairs = (counts * n_pairs).sum(axis=1)
-        for b in np.flatnonzero(~undefined & (pairs > 0)):  # as harrell_c does its arithmetic
-            out[b] = (int((counts[b] * n_con[b]).sum()) + 0.5 * int((counts[b] * n_ties[b]).sum())) / int(pairs[b])
+    if weights is None:  # whole numbers, exact in float64: harrell_c's arithmetic on the same counts
+        concordant_pairs, tied_pairs, pairs = ((counts * m).sum(axis=1) for m in (n_con, n_ties, n_pairs))
+        ok = ~undefined & (pairs > 0)
+        out[ok] = (concordant_pairs[ok] + 0.5 * tied_pairs[ok]) / pairs[ok]
         return out
     weights = np.asarray(weights, float)
     undefined |= drawn[:, event & np.isnan(weights)].any(axis=1)
