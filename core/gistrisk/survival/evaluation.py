@@ -99,16 +99,12 @@ def weighted_c(time, event, risk, weights) -> float:
         return float("nan")
     order = np.argsort(time)
     time, event, risk, weights = time[order], event[order], risk[order], weights[order]
-    later = time[None, :] > time[:, None]
-    comparable = event[:, None] & (later | ((time[None, :] == time[:, None]) & ~event[None, :]))
+    concordant, tied, comparable = _pair_indicators(time, event, risk)
     pairs = comparable.sum(axis=1)
     rows = np.flatnonzero(event & (pairs > 0))
     if rows.size == 0:
         return float("nan")
-    comparable = comparable[rows]
-    tied = np.abs(risk[None, :] - risk[rows, None]) <= TIED_RISK
-    n_ties = (comparable & tied).sum(axis=1)
-    n_con = (comparable & (risk[None, :] < risk[rows, None]) & ~tied).sum(axis=1)
+    n_con, n_ties = concordant[rows].sum(axis=1), tied[rows].sum(axis=1)
     w = weights[rows]
     numerator = np.cumsum(w * n_con + 0.5 * w * n_ties)[-1]  # cumsum: one after another, as sksurv adds
     denominator = np.cumsum(w * pairs[rows])[-1]
