@@ -1,4 +1,5 @@
-"""Shared fixtures: the real data in ../shared/data, and the command line run in this process."""
+"""Shared fixtures: the real data in ../shared/data (lung2 and its tumour region), and the command line run
+in this process."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
+import SimpleITK as sitk
 from typer.testing import CliRunner
 
 from gistrisk import cli
@@ -29,6 +31,39 @@ def shared_data() -> Path:
     if not root.is_dir():
         pytest.skip(f"real data folder not found at {root} (set GISTRISK_SHARED_DATA)")
     return root
+
+
+#: lung2's tumour bounding box (i, j, k, size_i, size_j, size_k) from PyRadiomics' baseline diagnostics
+LUNG2_BBOX = (318, 333, 15, 87, 66, 11)
+
+
+@pytest.fixture(scope="session")
+def lung2_images(shared_data: Path) -> tuple[sitk.Image, sitk.Image]:
+    """The full lung2 CT (512x512x61, HU) and its tumour label."""
+    ct = shared_data / "ct"
+    return sitk.ReadImage(str(ct / "lung2_image.nrrd")), sitk.ReadImage(str(ct / "lung2_label.nrrd"))
+
+
+def _lung2_tumour_region(image: sitk.Image, mask: sitk.Image, pad: int = 6) -> tuple[sitk.Image, sitk.Image]:
+    i, j, k, si, sj, sk = LUNG2_BBOX
+    sl = (slice(i - pad, i + si + pad), slice(j - pad, j + sj + pad), slice(k - 1, k + sk + 1))
+    return image[sl], mask[sl]
+
+
+@pytest.fixture()
+def lung2_crop(lung2_images) -> tuple[sitk.Image, sitk.Image]:
+    """A small real CT: lung2 cropped to the tumour plus 6 voxels in-plane and one slice (fresh copies)."""
+    return _lung2_tumour_region(*lung2_images)
+
+
+@pytest.fixture(scope="session")
+def lung2_crop_files(lung2_images, tmp_path_factory) -> tuple[Path, Path]:
+    """:func:`lung2_crop` as lung2_image.nrrd and lung2_label.nrrd in a folder of their own."""
+    img, msk = _lung2_tumour_region(*lung2_images)
+    d = tmp_path_factory.mktemp("lung2crop")
+    sitk.WriteImage(img, str(d / "lung2_image.nrrd"), useCompression=True)
+    sitk.WriteImage(msk, str(d / "lung2_label.nrrd"), useCompression=True)
+    return d / "lung2_image.nrrd", d / "lung2_label.nrrd"
 
 
 def _stream_handlers() -> list[logging.StreamHandler]:

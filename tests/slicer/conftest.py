@@ -48,23 +48,6 @@ def lung2_files(shared_data) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="session")
-def lung2_region(lung2_files, tmp_path_factory) -> Path:
-    """A folder with lung2_image.nrrd and lung2_label.nrrd cut to the tumour and 8 voxels of lung around it
-    (2 slices above and below): a real CT case for runs in a fresh interpreter, 0.8 % of lung2's voxels."""
-    import SimpleITK as sitk
-
-    image, label = (sitk.ReadImage(str(p)) for p in lung2_files)
-    shape = sitk.LabelShapeStatisticsImageFilter()
-    shape.Execute(label)
-    x, y, z, sx, sy, sz = shape.GetBoundingBox(1)
-    cut = (slice(x - 8, x + sx + 8), slice(y - 8, y + sy + 8), slice(z - 2, z + sz + 2))
-    folder = tmp_path_factory.mktemp("lung2_region")
-    for img, p in ((image, lung2_files[0]), (label, lung2_files[1])):
-        sitk.WriteImage(img[cut], str(folder / p.name), useCompression=True)
-    return folder
-
-
-@pytest.fixture(scope="session")
 def lung2_loaded(lung2_files):
     """The lung2 CT and tumour read once by the module's loaders (0.3-0.4 s: the label import), in a scene
     of their own that tests only copy from."""

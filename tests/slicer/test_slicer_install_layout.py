@@ -76,10 +76,10 @@ def run_installed(root: Path, install: Path, app: Path, ct: Path, bundle: Path, 
 
 
 @pytest.mark.slow
-def test_module_runs_from_its_install_tree_with_only_the_declared_requirements(tmp_path, lung2_region,
+def test_module_runs_from_its_install_tree_with_only_the_declared_requirements(tmp_path, lung2_crop_files,
                                                                              phantom_bundle, slide_row):
     install, app = build_tree(tmp_path)
-    report = run_installed(tmp_path, install, app, lung2_region, phantom_bundle, slide_row)
+    report = run_installed(tmp_path, install, app, lung2_crop_files[0].parent, phantom_bundle, slide_row)
     assert report["error"] is None, report["error"]
     steps, mods = report["steps"], report["modules"]
     assert Path(steps["module_file"]).parent == install
@@ -101,11 +101,11 @@ def test_module_runs_from_its_install_tree_with_only_the_declared_requirements(t
         assert dist in used, dist  # the scenario reached the code that needs them
 
 
-def test_a_file_left_out_of_the_manifest_is_caught(tmp_path, lung2_region, slide_row):
+def test_a_file_left_out_of_the_manifest_is_caught(tmp_path, lung2_crop_files, slide_row):
     manifest = install_layout.read_manifest(MODULE_DIR / install_layout.MANIFEST)
     manifest.scripts.remove("SlicerGISTRiskLib/dependencies.py")
     install, app = build_tree(tmp_path, manifest)
-    report = run_installed(tmp_path, install, app, lung2_region, tmp_path / "no-bundle", slide_row)
+    report = run_installed(tmp_path, install, app, lung2_crop_files[0].parent, tmp_path / "no-bundle", slide_row)
     assert re.search(r"cannot import name 'dependencies' from 'SlicerGISTRiskLib'|"
                      r"No module named 'SlicerGISTRiskLib.dependencies'", report["error"]), report["error"]
 
