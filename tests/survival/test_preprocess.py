@@ -73,6 +73,18 @@ def test_numbers_held_as_text_are_a_numeric_column():
                                rtol=1e-12)  # the same numbers, converted column by column
 
 
+def test_numbers_with_a_unit_are_refused_not_taken_as_categories():
+    """'-0.325 HU' in every row is not 40 categories of one patient each: refused, value named."""
+    df = _df()
+    df["b"] = [f"{v:.3f} HU" for v in df["b"]]
+    df.attrs["source"] = "radiomics.csv"
+    with pytest.raises(InputError) as e:
+        Preprocessor().fit(df)
+    msg = str(e.value)
+    assert "radiomics.csv" in msg and "P0" in msg and "'b'" in msg and df.loc["P0", "b"] in msg and "unit" in msg
+    assert Preprocessor().fit(_df().assign(site=[f"grade {i % 3}" for i in range(40)]))  # text first: a category
+
+
 def test_all_constant_features_refused():
     df = pd.DataFrame({"x": [1.0] * 5, "y": [2.0] * 5}, index=list("abcde"))
     df.attrs["source"] = "radiomics.csv"

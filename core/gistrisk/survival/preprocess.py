@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -12,6 +13,8 @@ from gistrisk.errors import InputError
 
 #: a text column is numeric-with-junk (an error) rather than categorical when this share parses
 NUMERIC_SHARE = 0.8
+#: a number, a space and more text ("-0.325 HU", "5 cm", "12 %"): a number with its unit, not a category
+NUMBER_WITH_UNIT = re.compile(r"^\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s+\S")
 
 
 def split_column_kinds(df: pd.DataFrame, source: str | None = None) -> tuple[list[str], list[str]]:
@@ -29,6 +32,10 @@ def split_column_kinds(df: pd.DataFrame, source: str | None = None) -> tuple[lis
             junk = present[parsed.isna()]
             raise InputError(f"non-numeric value {junk.iloc[0]!r} in a numeric column", file=source,
                              patient=str(junk.index[0]), column=str(col))
+        elif len(present) and (united := present.astype(str).str.match(NUMBER_WITH_UNIT)).mean() >= NUMERIC_SHARE:
+            raise InputError(f"value {present[united].iloc[0]!r} is a number with a unit; give the number alone "
+                             "(in the unit the column's name or the data dictionary says)", file=source,
+                             patient=str(present[united].index[0]), column=str(col))
         else:
             categorical.append(col)
     return numeric, categorical
