@@ -76,9 +76,9 @@ def test_annotated_regions_have_class_specific_colour(cohort):
 
     d, man = _slides(cohort, "development")
     row = man[man["annotations"] != ""].iloc[0]
-    slide = tiffslide.TiffSlide(str(d / row["slide"]))
-    img = np.asarray(slide.read_region((0, 0), 1, slide.level_dimensions[1]).convert("RGB"), float)
-    ds = slide.level_downsamples[1]
+    with tiffslide.TiffSlide(str(d / row["slide"])) as slide:
+        img = np.asarray(slide.read_region((0, 0), 1, slide.level_dimensions[1]).convert("RGB"), float)
+        ds = slide.level_downsamples[1]
     yy, xx = np.mgrid[0:img.shape[0], 0:img.shape[1]]
     mean = {}
     for a in read_annotations(d / row["annotations"]):

@@ -6,8 +6,10 @@ record it and move on.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -73,16 +75,17 @@ class Slide:
         self._fast: TiffTileReader | None = None
         self._fast_tried = False
         self.backend, self._h = _open(self.path, backend)
-        width, height = self._h.dimensions
-        self.dimensions: tuple[int, int] = (int(width), int(height))  # (w, h)
-        self.level_count: int = int(self._h.level_count)
-        self.level_dimensions = [(int(w), int(h)) for w, h in self._h.level_dimensions]
-        self.level_downsamples = [float(d) for d in self._h.level_downsamples]
-        #: the file's own mpp (None: it records none); mpp_source: "metadata", "given" (``mpp``
-        #: filled a file without it) or "override" (``mpp_override`` replaced the recorded value)
-        self.mpp_recorded: float | None
-        self.mpp, self.mpp_source, self.mpp_recorded = _resolve_mpp(self.path, self._h, self.backend, mpp,
-                                                                    mpp_override)
+        with _closed_on_error(self._h):
+            width, height = self._h.dimensions
+            self.dimensions: tuple[int, int] = (int(width), int(height))  # (w, h)
+            self.level_count: int = int(self._h.level_count)
+            self.level_dimensions = [(int(w), int(h)) for w, h in self._h.level_dimensions]
+            self.level_downsamples = [float(d) for d in self._h.level_downsamples]
+            #: the file's own mpp (None: it records none); mpp_source: "metadata", "given" (``mpp``
+            #: filled a file without it) or "override" (``mpp_override`` replaced the recorded value)
+            self.mpp_recorded: float | None
+            self.mpp, self.mpp_source, self.mpp_recorded = _resolve_mpp(self.path, self._h, self.backend, mpp,
+                                                                        mpp_override)
         self.mpp_unused: float | None = (
             float(mpp) if mpp is not None and self.mpp_source == "metadata"
             and abs(mpp - self.mpp) > MPP_AGREEMENT * self.mpp else None)
@@ -303,12 +306,24 @@ def _open_with(name: str, path: Path):
         tlog.setLevel(logging.CRITICAL)
         try:
             h = tiffslide.TiffSlide(str(path))
-            h.dimensions  # noqa: B018 - force parsing so a truncated file fails here
-            _check_tiff_extent(h, path)
+            with _closed_on_error(h):
+                h.dimensions  # noqa: B018 - force parsing so a truncated file fails here
+                _check_tiff_extent(h, path)
         finally:
             tlog.setLevel(level)
         return h
     return _PlainImage(path)
+
+
+@contextlib.contextmanager
+def _closed_on_error(handle) -> Iterator[None]:
+    """Close ``handle`` if the block raises: a slide refused while it is being opened must not keep its file
+    open until the garbage collector runs (tifffile's objects hold reference cycles)."""
+    try:
+        yield
+    except BaseException:
+        handle.close()
+        raise
 
 
 def _check_tiff_extent(h, path: Path) -> None:
