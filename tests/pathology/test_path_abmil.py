@@ -6,7 +6,9 @@ embeddings writer."""
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -194,6 +196,34 @@ def test_same_seed_same_scores_other_seed_other_model(cohort):
     np.testing.assert_array_equal(a.score(X), again.score(X))
     np.testing.assert_array_equal(a.inner_.to_numpy(), again.inner_.to_numpy())
     assert fit(1).to_dict()["abmil"]["sha256"] != a.to_dict()["abmil"]["sha256"]
+
+
+def test_training_is_deterministic_without_torchs_process_wide_switch():
+    """Training leaves torch's determinism switch alone (it is process-wide: flipping it changes what every other
+    thread's torch code may do meanwhile) and is still deterministic: the same bags and seed give the same
+    weights bit for bit with several threads, tied times included."""
+    script = textwrap.dedent(f"""
+        import numpy as np
+        import torch
+        import gistrisk.pathology.abmil as abmil
+        from gistrisk.pathology.features import FeatureConfig
+        from gistrisk.survival.config import ABMILConfig
+
+        def refuse(*args, **kwargs):
+            raise AssertionError("torch.use_deterministic_algorithms called")
+
+        torch.use_deterministic_algorithms = refuse
+        rng = np.random.default_rng(0)
+        bags = [rng.normal(size=(int(rng.integers(5, 40)), {DIM})).astype(np.float32) for _ in range(60)]
+        time, event = np.round(rng.exponential(30, 60)), (rng.random(60) < 0.6).astype(int)
+        cfg = ABMILConfig(hidden=16, epochs=30, lr=0.006, dropout=0.5, weight_decay=0.1)
+        abmil.ONE_THREAD_BELOW = 0  # the threads torch has, however small the bags
+        torch.set_num_threads(2)
+        fit = lambda: abmil.AttentionCox.fit(bags, time, event, cfg, seed=3, rule=FeatureConfig()).to_bytes()
+        assert fit() == fit()
+        """)
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
 
 
 def test_aggregation_is_checked_by_name():

@@ -162,15 +162,19 @@ class GatedAttentionMIL(nn.Module):
 
 
 def cox_loss(risk: torch.Tensor, time: np.ndarray, event: np.ndarray) -> torch.Tensor:
-    """Negative Cox partial log-likelihood (Breslow ties) per event; risk (n,), time and event (n,)."""
+    """Negative Cox partial log-likelihood (Breslow ties) per event; risk (n,), time and event (n,).
+
+    Rows are picked with ``index_select``, whose gradient on the CPU (``index_add_``) adds in index order:
+    deterministic with any number of threads, where an indexing gradient (``index_put_`` accumulating) may
+    not be without torch's process-wide determinism switch."""
     order = np.argsort(-time, kind="stable")
     t = time[order]
     # each patient's risk set ends at the last (in descending time) patient with the same time
     last = np.searchsorted(-t, -t, side="right") - 1
-    r = risk[torch.as_tensor(order)]
-    log_risk_set = torch.logcumsumexp(r, dim=0)[torch.as_tensor(last)]
-    e = torch.as_tensor(event[order].astype(bool))
-    return -(r[e] - log_risk_set[e]).sum() / max(int(e.sum()), 1)
+    events = torch.as_tensor(np.flatnonzero(event[order]))
+    r = risk.index_select(0, torch.as_tensor(order))
+    log_risk_set = torch.logcumsumexp(r, dim=0).index_select(0, torch.as_tensor(last))
+    return -(r.index_select(0, events) - log_risk_set.index_select(0, events)).sum() / max(len(events), 1)
 
 
 @contextlib.contextmanager
@@ -217,28 +221,24 @@ class AttentionCox:
     def fit(cls, bags: Sequence[np.ndarray], time: np.ndarray, event: np.ndarray, config: ABMILConfig, *,
             seed: int, rule: FeatureConfig) -> AttentionCox:
         """Train on ``bags`` (each (n_i, D)) with outcomes ``time``, ``event`` (n,): full-batch AdamW on the
-        Cox loss for ``config.epochs`` steps, seeded (``seed``) and deterministic."""
+        Cox loss for ``config.epochs`` steps, seeded (``seed``) and deterministic (every operation has a
+        deterministic CPU kernel: see :func:`cox_loss`)."""
         time, event = np.asarray(time, float), np.asarray(event, int)
         tiles = np.concatenate(bags)
         mean = tiles.mean(axis=0)
         scale = tiles.std(axis=0)
         scale = np.where(scale > 1e-6, scale, 1.0).astype(np.float32)
         x, mask = _padded(bags, mean, scale)
-        deterministic = torch.are_deterministic_algorithms_enabled()
         with torch.random.fork_rng(devices=[]), _threads(x.numel()):
             torch.manual_seed(seed)
-            torch.use_deterministic_algorithms(True)
-            try:
-                net = GatedAttentionMIL(tiles.shape[1], config.hidden, config.dropout)
-                opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-                net.train()
-                for _ in range(config.epochs):
-                    opt.zero_grad()
-                    loss = cox_loss(net(x, mask)[0], time, event)
-                    loss.backward()
-                    opt.step()
-            finally:
-                torch.use_deterministic_algorithms(deterministic)
+            net = GatedAttentionMIL(tiles.shape[1], config.hidden, config.dropout)
+            opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+            net.train()
+            for _ in range(config.epochs):
+                opt.zero_grad()
+                loss = cox_loss(net(x, mask)[0], time, event)
+                loss.backward()
+                opt.step()
         state = {k: v.detach().numpy().astype(np.float32) for k, v in net.state_dict().items()}
         state["standardise.mean"], state["standardise.scale"] = mean.astype(np.float32), scale
         sizes = np.array([len(b) for b in bags])
