@@ -19,7 +19,7 @@ from gistrisk.extraction import differences, read_extraction
 from gistrisk.pathology import model as model_module
 from gistrisk.pathology.cli import app
 from gistrisk.pathology.data import SlideSource
-from gistrisk.pathology.embeddings import read_embeddings
+from gistrisk.pathology.embeddings import read_embeddings, read_ids, read_tile_scores
 from gistrisk.pathology.engine import InferenceConfig, predict_tiles
 from gistrisk.pathology.features import FEATURE_COLUMNS, FLAG_NO_TUMOUR
 from gistrisk.pathology.manifest import SlideEntry
@@ -194,3 +194,30 @@ def test_aggregate_cli_and_bad_embeddings(cohort, tmp_path):
                         "--out", str(tmp_path / "e.csv")], capture_output=True, text=True)
     assert p.returncode == 2 and p.stderr.strip().startswith("error:") and "classifier_sha256" in p.stderr
     assert "Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
+def test_ids_are_read_again_when_a_file_is_replaced(cohort, tmp_path):
+    """read_ids remembers each file's ids (attention pooling asks once per fold); a file rewritten under the
+    same name (as the writer does: a new file renamed into place) is read again, and junk is refused each time."""
+    res, _, _ = cohort
+    f = tmp_path / "S.h5"
+    f.write_bytes((res.embeddings / "S1.h5").read_bytes())
+    first = read_ids(f)
+    tmp = tmp_path / "S.h5.tmp"
+    tmp.write_bytes((res.embeddings / "S2.h5").read_bytes())
+    os.replace(tmp, f)
+    assert read_ids(f) != first and read_ids(f) == read_ids(res.embeddings / "S2.h5")
+    f.write_bytes(b"not hdf5")
+    for _ in range(2):
+        with pytest.raises(InputError, match="not an embeddings file"):
+            read_ids(f)
+
+
+def test_pooling_reads_the_tiles_read_embeddings_reads(cohort):
+    res, _, _ = cohort
+    for f in sorted(res.embeddings.glob("*.h5")):
+        emb = read_embeddings(f)
+        features, probs, classes = read_tile_scores(f)
+        np.testing.assert_array_equal(features, emb.features)
+        np.testing.assert_array_equal(probs, emb.probs)
+        assert classes == emb.classes

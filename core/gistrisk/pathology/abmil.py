@@ -33,7 +33,7 @@ from torch import nn
 
 from gistrisk.errors import BundleError, InputError
 from gistrisk.extraction import provenance_file
-from gistrisk.pathology.embeddings import SUFFIX, read_embeddings, read_ids
+from gistrisk.pathology.embeddings import SUFFIX, read_ids, read_tile_scores
 from gistrisk.pathology.tumour import FeatureConfig, tumour_mask
 from gistrisk.survival.config import ABMILConfig
 
@@ -120,10 +120,10 @@ def read_bag(files: Sequence[Path], rule: FeatureConfig, *, patient: str, max_ti
     InputError naming the patient when no tile passes the rule or the slides differ in embedding size."""
     parts = []
     for f in files:
-        emb = read_embeddings(f)
-        if rule.tumour_class not in emb.classes:
-            raise InputError(f"no class {rule.tumour_class!r} among {emb.classes}", file=str(f), patient=patient)
-        parts.append(emb.features[tumour_mask(emb.probs, emb.classes, rule)])
+        features, probs, classes = read_tile_scores(f)
+        if rule.tumour_class not in classes:
+            raise InputError(f"no class {rule.tumour_class!r} among {classes}", file=str(f), patient=patient)
+        parts.append(features[tumour_mask(probs, classes, rule)])
     if len({p.shape[1] for p in parts}) > 1:
         raise InputError(f"the patient's slides differ in embedding size ({sorted({p.shape[1] for p in parts})})",
                          file=str(files[0]), patient=patient)

@@ -18,7 +18,10 @@ the network (:func:`gistrisk.pathology.runs.aggregate_embeddings`).
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,26 +91,50 @@ def write_embeddings(path: str | Path, tiles: pd.DataFrame, features: np.ndarray
 def read_embeddings(path: str | Path) -> SlideEmbeddings:
     """One slide's embeddings file -> :class:`SlideEmbeddings`; InputError naming the file if it is not one."""
     path = Path(path)
+    with _checked(path) as f:
+        emb = SlideEmbeddings(coords=f["coords"][:], features=f["features"][:], probs=f["probs"][:],
+                              classes=[str(c) for c in f.attrs["classes"]], slide_id=str(f.attrs["slide_id"]),
+                              patient_id=str(f.attrs["patient_id"]), slide=str(f.attrs["slide"]),
+                              provenance=json.loads(f.attrs["provenance"]), path=path)
+    _check_shapes(emb.features, emb.probs, emb.classes, path, coords=emb.coords)
+    return emb
+
+
+def read_tile_scores(path: str | Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Only what pooling reads of a slide's embeddings file: features (N, D), probs (N, C) and the C classes
+    (attention pooling reads each file once per fold: the rest costs as much again); checked as
+    :func:`read_embeddings` checks them."""
+    path = Path(path)
+    with _checked(path) as f:
+        features, probs = f["features"][:], f["probs"][:]
+        classes = [str(c) for c in f.attrs["classes"]]
+    _check_shapes(features, probs, classes, path)
+    return features, probs, classes
+
+
+@contextlib.contextmanager
+def _checked(path: Path) -> Iterator[h5py.File]:
+    """The file opened, its format and schema checked; reading errors inside become InputError naming it."""
     try:
         with h5py.File(path, "r") as f:
             _check_format(f, path)
             if f.attrs.get("schema") != SCHEMA:
                 raise InputError(f"embeddings schema {f.attrs.get('schema')!r} is not supported (this version "
                                  f"reads {SCHEMA})", file=str(path))
-            emb = SlideEmbeddings(coords=f["coords"][:], features=f["features"][:], probs=f["probs"][:],
-                                  classes=[str(c) for c in f.attrs["classes"]], slide_id=str(f.attrs["slide_id"]),
-                                  patient_id=str(f.attrs["patient_id"]), slide=str(f.attrs["slide"]),
-                                  provenance=json.loads(f.attrs["provenance"]), path=path)
+            yield f
     except InputError:
         raise
     except (OSError, KeyError, ValueError, TypeError) as e:
         raise InputError(f"not an embeddings file ({type(e).__name__}: {e})", file=str(path)) from e
-    n = len(emb.coords)
-    if emb.coords.shape != (n, 2) or emb.features.ndim != 2 or len(emb.features) != n \
-            or emb.probs.shape != (n, len(emb.classes)):
-        raise InputError(f"embeddings file with inconsistent shapes: coords {emb.coords.shape}, features "
-                         f"{emb.features.shape}, probs {emb.probs.shape} for {len(emb.classes)} classes", file=str(path))
-    return emb
+
+
+def _check_shapes(features: np.ndarray, probs: np.ndarray, classes: list[str], path: Path,
+                  coords: np.ndarray | None = None) -> None:
+    n = len(features)
+    if (coords is not None and coords.shape != (n, 2)) or features.ndim != 2 or probs.shape != (n, len(classes)):
+        shapes = (f"coords {coords.shape}, " if coords is not None else "") + f"features {features.shape}, "
+        raise InputError(f"embeddings file with inconsistent shapes: {shapes}probs {probs.shape} for "
+                         f"{len(classes)} classes", file=str(path))
 
 
 def _check_format(f: h5py.File, path: Path) -> None:
@@ -118,16 +145,27 @@ def _check_format(f: h5py.File, path: Path) -> None:
 
 def read_ids(path: str | Path) -> tuple[str, str]:
     """(patient_id, slide_id) of an embeddings file, read from its attributes only (no tile data);
-    InputError naming the file if it is not one."""
+    InputError naming the file if it is not one. Remembered per file (path, inode, size, modification time;
+    a rewrite is a new file, renamed into place): attention pooling maps a cohort's files to patients once
+    per fold."""
     path = Path(path)
     try:
+        st = path.stat()
+    except OSError as e:
+        raise InputError(f"not an embeddings file ({type(e).__name__}: {e})", file=str(path)) from e
+    return _ids(str(path), (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _ids(path: str, version: tuple[int, int, int, int]) -> tuple[str, str]:
+    try:
         with h5py.File(path, "r") as f:
-            _check_format(f, path)
+            _check_format(f, Path(path))
             return str(f.attrs["patient_id"]), str(f.attrs["slide_id"])
     except InputError:
         raise
     except (OSError, KeyError, ValueError, TypeError) as e:
-        raise InputError(f"not an embeddings file ({type(e).__name__}: {e})", file=str(path)) from e
+        raise InputError(f"not an embeddings file ({type(e).__name__}: {e})", file=path) from e
 
 
 def embedding_files(paths: str | Path | list[str | Path]) -> list[Path]:
