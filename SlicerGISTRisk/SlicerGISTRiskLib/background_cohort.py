@@ -157,17 +157,18 @@ class SubprocessRunner:
 
     def _read(self) -> None:
         assert self._proc is not None and self._proc.stdout is not None
-        for raw in self._proc.stdout:
-            # tqdm redraws with carriage returns: each piece is a progress line.
-            for line in raw.replace("\r", "\n").splitlines():
-                if not line.strip():
-                    continue
-                self.state.lines.append(line)
-                f = self._parser.feed(line)
-                if f is not None:
-                    self.state.fraction = f
-                    if self.on_progress:
-                        self.on_progress(f)
+        with self._proc.stdout:  # closed at the end of the output: a Slicer session runs many cohorts
+            for raw in self._proc.stdout:
+                # tqdm redraws with carriage returns: each piece is a progress line.
+                for line in raw.replace("\r", "\n").splitlines():
+                    if not line.strip():
+                        continue
+                    self.state.lines.append(line)
+                    f = self._parser.feed(line)
+                    if f is not None:
+                        self.state.fraction = f
+                        if self.on_progress:
+                            self.on_progress(f)
 
     def cancel(self) -> None:
         """Stop the run (terminate, then kill if it does not exit within 5 s)."""

@@ -56,7 +56,8 @@ def test_icon_and_screenshots_point_to_files_in_this_repository(description):
 
 
 def test_icon_is_128_pixels_square():
-    assert Image.open(REPO / "SlicerGISTRisk" / "Resources" / "Icons" / "SlicerGISTRisk.png").size == (128, 128)
+    with Image.open(REPO / "SlicerGISTRisk" / "Resources" / "Icons" / "SlicerGISTRisk.png") as icon:
+        assert icon.size == (128, 128)
 
 
 def test_license_is_the_apache_2_text_pyproject_declares(description):
