@@ -113,34 +113,36 @@ def read_tile_scores(path: str | Path) -> tuple[np.ndarray, np.ndarray, list[str
 
 
 @contextlib.contextmanager
-def _checked(path: Path) -> Iterator[h5py.File]:
-    """The file opened, its format and schema checked; reading errors inside become InputError naming it."""
+def _reading(path: Path) -> Iterator[None]:
+    """Errors reading ``path`` inside the block (other than InputError) become InputError naming it."""
     try:
-        with h5py.File(path, "r") as f:
-            _check_format(f, path)
-            if f.attrs.get("schema") != SCHEMA:
-                raise InputError(f"embeddings schema {f.attrs.get('schema')!r} is not supported (this version "
-                                 f"reads {SCHEMA})", file=str(path))
-            yield f
+        yield
     except InputError:
         raise
     except (OSError, KeyError, ValueError, TypeError) as e:
         raise InputError(f"not an embeddings file ({type(e).__name__}: {e})", file=str(path)) from e
 
 
+@contextlib.contextmanager
+def _checked(path: Path, *, schema: bool = True) -> Iterator[h5py.File]:
+    """The file opened, its format (and ``schema``) checked; reading errors inside become InputError naming it."""
+    with _reading(path), h5py.File(path, "r") as f:
+        if f.attrs.get("format") != FORMAT:
+            raise InputError(f"not an embeddings file of `gistrisk pathology features` (format "
+                             f"{f.attrs.get('format')!r})", file=str(path))
+        if schema and f.attrs.get("schema") != SCHEMA:
+            raise InputError(f"embeddings schema {f.attrs.get('schema')!r} is not supported (this version "
+                             f"reads {SCHEMA})", file=str(path))
+        yield f
+
+
 def _check_shapes(features: np.ndarray, probs: np.ndarray, classes: list[str], path: Path,
                   coords: np.ndarray | None = None) -> None:
     n = len(features)
     if (coords is not None and coords.shape != (n, 2)) or features.ndim != 2 or probs.shape != (n, len(classes)):
-        shapes = (f"coords {coords.shape}, " if coords is not None else "") + f"features {features.shape}, "
-        raise InputError(f"embeddings file with inconsistent shapes: {shapes}probs {probs.shape} for "
-                         f"{len(classes)} classes", file=str(path))
-
-
-def _check_format(f: h5py.File, path: Path) -> None:
-    if f.attrs.get("format") != FORMAT:
-        raise InputError(f"not an embeddings file of `gistrisk pathology features` (format {f.attrs.get('format')!r})",
-                         file=str(path))
+        shapes = [f"coords {coords.shape}"] if coords is not None else []
+        shapes += [f"features {features.shape}", f"probs {probs.shape} for {len(classes)} classes"]
+        raise InputError("embeddings file with inconsistent shapes: " + ", ".join(shapes), file=str(path))
 
 
 def read_ids(path: str | Path) -> tuple[str, str]:
@@ -149,23 +151,15 @@ def read_ids(path: str | Path) -> tuple[str, str]:
     a rewrite is a new file, renamed into place): attention pooling maps a cohort's files to patients once
     per fold."""
     path = Path(path)
-    try:
+    with _reading(path):
         st = path.stat()
-    except OSError as e:
-        raise InputError(f"not an embeddings file ({type(e).__name__}: {e})", file=str(path)) from e
-    return _ids(str(path), (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns))
+    return _ids(path, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns))
 
 
 @functools.lru_cache(maxsize=1 << 16)
-def _ids(path: str, version: tuple[int, int, int, int]) -> tuple[str, str]:
-    try:
-        with h5py.File(path, "r") as f:
-            _check_format(f, Path(path))
-            return str(f.attrs["patient_id"]), str(f.attrs["slide_id"])
-    except InputError:
-        raise
-    except (OSError, KeyError, ValueError, TypeError) as e:
-        raise InputError(f"not an embeddings file ({type(e).__name__}: {e})", file=path) from e
+def _ids(path: Path, version: tuple[int, int, int, int]) -> tuple[str, str]:
+    with _checked(path, schema=False) as f:
+        return str(f.attrs["patient_id"]), str(f.attrs["slide_id"])
 
 
 def embedding_files(paths: str | Path | list[str | Path]) -> list[Path]:
