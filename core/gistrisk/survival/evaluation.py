@@ -6,7 +6,6 @@ Every C-index is reported with a bootstrap 95% confidence interval, the number o
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -115,12 +114,6 @@ def _safe_horizon(train_time, train_event, test_time) -> float:
     # IPCW weights are undefined where the training censoring distribution reaches zero
     return float(min(np.max(train_time[~train_event]) if (~train_event).any() else np.max(train_time),
                      np.max(test_time)) * 0.999)
-
-
-def bootstrap_ci(stat: Callable[[np.ndarray], float], n: int, *, n_boot: int = 500, seed: int = 0,
-                 level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap CI of ``stat(indices)`` over ``n_boot`` resamples of ``n`` rows."""
-    return percentile_ci(np.array([stat(i) for i in resamples(n, n_boot, seed)], float), level)
 
 
 def resamples(n: int, n_boot: int, seed: int) -> np.ndarray:
