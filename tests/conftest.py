@@ -137,6 +137,25 @@ def gistrisk_cli():
     return run_gistrisk
 
 
+def _open_files() -> list[str]:
+    """What this process's file descriptors point to (paths, pipes), read from /proc (Linux)."""
+    targets = []
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            targets.append(os.readlink(fd))
+        except OSError:  # closed between listing and reading
+            pass
+    return targets
+
+
+@pytest.fixture()
+def open_files():
+    """``open_files()``: what this process holds open (:func:`_open_files`); skips where /proc is missing."""
+    if not Path("/proc/self/fd").is_dir():
+        pytest.skip("needs /proc (Linux) to list open files")
+    return _open_files
+
+
 # ---- xdist: a costly fixture is built once ------------------------------------------------------------
 #: folders whose conftest builds costly session fixtures that their tests only read (the report's fit,
 #: the Slicer Logic's lung2 extraction and demo bundle, the simulated cohort): run on one worker each
