@@ -6,17 +6,17 @@ embeddings writer."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from typer.testing import CliRunner
 
 import gistrisk.pathology
+import gistrisk.pathology.abmil as abmil
 from gistrisk.cli import app
 from gistrisk.errors import BundleError, InputError
 from gistrisk.pathology.abmil import bag_files, read_bag, tumour_rule
@@ -24,7 +24,7 @@ from gistrisk.pathology.classes import CLASSES
 from gistrisk.pathology.embeddings import write_embeddings
 from gistrisk.pathology.features import FeatureConfig, features_table, pool_tumour_features
 from gistrisk.report.methods import deviations
-from gistrisk.survival.config import load_config
+from gistrisk.survival.config import ABMILConfig, load_config
 from gistrisk.survival.evaluation import harrell_c
 from gistrisk.survival.model import MultimodalRiskModel
 from gistrisk.survival.pipeline import ModalityPipeline
@@ -198,32 +198,27 @@ def test_same_seed_same_scores_other_seed_other_model(cohort):
     assert fit(1).to_dict()["abmil"]["sha256"] != a.to_dict()["abmil"]["sha256"]
 
 
-def test_training_is_deterministic_without_torchs_process_wide_switch():
+def test_training_is_deterministic_without_torchs_process_wide_switch(monkeypatch):
     """Training leaves torch's determinism switch alone (it is process-wide: flipping it changes what every other
     thread's torch code may do meanwhile) and is still deterministic: the same bags and seed give the same
     weights bit for bit with several threads, tied times included."""
-    script = textwrap.dedent(f"""
-        import numpy as np
-        import torch
-        import gistrisk.pathology.abmil as abmil
-        from gistrisk.pathology.features import FeatureConfig
-        from gistrisk.survival.config import ABMILConfig
+    def refuse(*args, **kwargs):
+        raise AssertionError("torch.use_deterministic_algorithms called")
 
-        def refuse(*args, **kwargs):
-            raise AssertionError("torch.use_deterministic_algorithms called")
-
-        torch.use_deterministic_algorithms = refuse
-        rng = np.random.default_rng(0)
-        bags = [rng.normal(size=(int(rng.integers(5, 40)), {DIM})).astype(np.float32) for _ in range(60)]
-        time, event = np.round(rng.exponential(30, 60)), (rng.random(60) < 0.6).astype(int)
-        cfg = ABMILConfig(hidden=16, epochs=30, lr=0.006, dropout=0.5, weight_decay=0.1)
-        abmil.ONE_THREAD_BELOW = 0  # the threads torch has, however small the bags
-        torch.set_num_threads(2)
-        fit = lambda: abmil.AttentionCox.fit(bags, time, event, cfg, seed=3, rule=FeatureConfig()).to_bytes()
-        assert fit() == fit()
-        """)
-    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
+    monkeypatch.setattr(torch, "use_deterministic_algorithms", refuse)
+    monkeypatch.setattr(abmil, "ONE_THREAD_BELOW", 0)  # the threads torch has, however small the bags
+    rng = np.random.default_rng(0)
+    bags = [rng.normal(size=(int(rng.integers(5, 40)), DIM)).astype(np.float32) for _ in range(60)]
+    time, event = np.round(rng.exponential(30, 60)), (rng.random(60) < 0.6).astype(int)
+    cfg = ABMILConfig(hidden=16, epochs=30, lr=0.006, dropout=0.5, weight_decay=0.1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        fit = [abmil.AttentionCox.fit(bags, time, event, cfg, seed=3, rule=FeatureConfig()).to_bytes()
+               for _ in range(2)]
+    finally:
+        torch.set_num_threads(threads)
+    assert fit[0] == fit[1]
 
 
 def test_aggregation_is_checked_by_name():
