@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 
 from gistrisk.report import plots, write_cohort_report
-from gistrisk.report.cohort_report import SECTIONS, dca_tables
+from gistrisk.report.cohort_report import SECTIONS, dca_tables, development_checks
 from gistrisk.report.render import external_references
+from gistrisk.survival.train import ph_test
 
 FIGURES = ("forest", "cindex", "km", "tdauc", "calibration", "dca", "nomogram")
 
@@ -200,6 +201,15 @@ def test_forest_plot_draws_penalised_coefficients_without_ci():
     fig = plots.forest_plot(hrs)
     lo, hi = fig.axes[0].get_xlim()
     assert np.isfinite([lo, hi]).all() and lo < np.exp(-0.2) and hi > 2.1
+
+
+def test_a_constant_score_is_named_in_the_proportional_hazards_table():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=150)
+    t, e = rng.exponential(20, 150) * np.exp(-0.5 * x), (rng.random(150) < 0.7).astype(int)
+    fusion = ph_test(np.c_[x, np.zeros(150)], t, e, ["clinical", "radiomics"], penalizer=0.1)
+    row = development_checks({"proportional_hazards": {"fusion": fusion}}, {})["ph"][0]
+    assert row["terms"].startswith("clinical: ") and row["terms"].endswith("; radiomics: constant, not tested")
 
 
 def test_development_checks_are_in_the_c_index_section(fitted, report, section):

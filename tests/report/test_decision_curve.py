@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from gistrisk.report.decision_curve import decision_curve, net_benefit
-from gistrisk.report.km import km_at, km_curve, reverse_km_median_follow_up
+from gistrisk.survival.km import km_at, km_curve, reverse_km_median_follow_up
 
 # six patients: times 1..6, events at 1, 3, 4; censored at 2, 5, 6
 T = np.array([1, 2, 3, 4, 5, 6], float)

@@ -9,9 +9,9 @@ from sksurv.compare import compare_survival
 from sksurv.datasets import load_gbsg2
 from sksurv.nonparametric import kaplan_meier_estimator
 
-from gistrisk.report.km import km_at, km_curve, reverse_km_median_follow_up
 from gistrisk.report.plots import km_figure
 from gistrisk.survival.evaluation import km_logrank, numbers_at_risk
+from gistrisk.survival.km import km_at, km_curve, reverse_km_median_follow_up
 
 
 @pytest.fixture(scope="module")

@@ -104,6 +104,19 @@ def test_proportional_hazards_check_flags_crossing_hazards():
     assert res["p"]["ph"] > 0.05
 
 
+def test_proportional_hazards_check_leaves_a_constant_score_out_and_names_it():
+    """A modality without signal scores 0 for everyone: the fusion's check tests the other scores and names the
+    constant one, instead of failing as a whole (lifelines cannot fit a constant covariate)."""
+    rng = np.random.default_rng(3)
+    n = 200
+    x = rng.normal(size=n)
+    t, e = rng.exponential(20, n) * np.exp(-0.5 * x), (rng.random(n) < 0.7).astype(int)
+    res = ph_test(np.c_[x, np.zeros(n)], t, e, ["clinical", "radiomics"], penalizer=0.1)
+    assert "error" not in res and set(res["p"]) == {"clinical"} and res["constant"] == ["radiomics"]
+    only = ph_test(np.zeros((n, 1)), t, e, ["radiomics"], penalizer=0.1)
+    assert "error" not in only and only["p"] == {} and only["constant"] == ["radiomics"] and only["min_p"] is None
+
+
 def test_ph_checks_and_model_card_are_in_the_bundle(fitted):
     model, tables, _, _ = fitted
     ph = model.cv_metrics_["proportional_hazards"]

@@ -95,7 +95,9 @@ def development_checks(cv: dict[str, Any], info: dict[str, Any]) -> dict[str, An
     ph = []
     for m, r in (cv.get("proportional_hazards") or {}).items():
         if "p" in r:
-            ph.append({"label": label(m), "terms": "; ".join(f"{k}: {fmt_p(v)}" for k, v in r["p"].items()),
+            terms = [f"{k}: {fmt_p(v)}" for k, v in r["p"].items()]
+            terms += [f"{k}: constant, not tested" for k in r.get("constant") or []]
+            ph.append({"label": label(m), "terms": "; ".join(terms),
                        "violated": ", ".join(r.get("violated_at_0.05") or []) or "none"})
         else:
             ph.append({"label": label(m), "terms": f"not computed ({r.get('error')})", "violated": "—"})

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from gistrisk.report.km import km_at
+from gistrisk.survival.km import km_at
 
 DEFAULT_THRESHOLDS = np.round(np.arange(0.05, 0.6001, 0.01), 2)
 

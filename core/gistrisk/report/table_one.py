@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from gistrisk.report.km import reverse_km_median_follow_up
+from gistrisk.survival.km import reverse_km_median_follow_up
 
 ID = "patient_id"
 #: the paper's variables first, in this order; anything else follows in table order

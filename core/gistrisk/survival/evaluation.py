@@ -5,7 +5,6 @@ Every C-index is reported with a bootstrap 95% confidence interval, the number o
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
@@ -16,6 +15,8 @@ from sksurv.metrics import (
 )
 from sksurv.nonparametric import CensoringDistributionEstimator
 from sksurv.util import Surv
+
+from gistrisk.survival.km import kaplan_meier, logrank_test
 
 
 def as_surv(time: np.ndarray, event: np.ndarray) -> np.ndarray:
@@ -215,22 +216,14 @@ def td_auc(time, event, risk, times, *, train_time=None, train_event=None) -> di
 
 def km_logrank(time, event, groups) -> dict[str, Any]:
     """Kaplan-Meier curve per group, numbers at risk and the (multi-group) log-rank p-value."""
-    from lifelines import KaplanMeierFitter
-    from lifelines.statistics import multivariate_logrank_test
-
     time, event, groups = np.asarray(time, float), np.asarray(event, bool), np.asarray(groups)
     curves = {}
     for g in sorted(set(groups.tolist()), key=str):
         m = groups == g
-        km = KaplanMeierFitter().fit(time[m], event[m])
-        sf = km.survival_function_.iloc[:, 0]
-        curves[str(g)] = {"time": sf.index.to_numpy(float).tolist(), "survival": sf.to_numpy(float).tolist(),
-                          "n": int(m.sum()), "events": int(event[m].sum())}
-    p = float("nan")
-    if len(curves) > 1:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            p = float(multivariate_logrank_test(time, groups, event).p_value)
+        times, survival = kaplan_meier(time[m], event[m])
+        curves[str(g)] = {"time": times.tolist(), "survival": survival.tolist(), "n": int(m.sum()),
+                          "events": int(event[m].sum())}
+    p = logrank_test(time, event, groups)[2] if len(curves) > 1 else float("nan")
     return {"logrank_p": p, "curves": curves}
 
 

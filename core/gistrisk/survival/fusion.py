@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from gistrisk.survival.cox import CoxResult, fit_cox
+from gistrisk.survival.km import logrank_test
 
 PAPER_SCORE_NAMES = {"radiomics": "radscore", "pathology": "patscore", "clinical": "clinscore"}
 
@@ -79,16 +80,13 @@ def choose_cutoff(risk: np.ndarray, time, event, method: str = "median", min_gro
     risk = np.asarray(risk, float)
     if method == "median":
         return float(np.median(risk))
-    from lifelines.statistics import logrank_test
-
     cands = np.unique(np.quantile(risk, np.linspace(min_group, 1 - min_group, 41)))
     best, best_stat = float(np.median(risk)), -np.inf
     for c in cands:
         hi = risk > c
         if hi.all() or (~hi).all():
             continue
-        stat = logrank_test(np.asarray(time)[hi], np.asarray(time)[~hi], np.asarray(event)[hi],
-                            np.asarray(event)[~hi]).test_statistic
+        stat = logrank_test(time, event, hi)[0]
         if stat > best_stat:
             best, best_stat = float(c), stat
     return best

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
-from lifelines import CoxPHFitter, KaplanMeierFitter
+from lifelines import CoxPHFitter
 from lifelines.statistics import proportional_hazard_test
 
 from gistrisk.clinical.dictionary import ClinicalDictionary, default_dictionary
@@ -30,6 +30,7 @@ from gistrisk.survival.config import FitConfig
 from gistrisk.survival.cox import fit_cox
 from gistrisk.survival.evaluation import c_index_summary, km_logrank
 from gistrisk.survival.fusion import fit_fusion
+from gistrisk.survival.km import reverse_km_median_follow_up
 from gistrisk.survival.model import MultimodalRiskModel, all_subsets, clinical_schema, subset_key
 from gistrisk.survival.pipeline import ModalityPipeline
 from gistrisk.survival.selection import event_folds
@@ -278,25 +279,30 @@ def score_range(scores, oof=None) -> dict[str, Any]:
 
 def reverse_km_median(time, event) -> float | None:
     """Median follow-up by the reverse Kaplan-Meier method (censoring as the event)."""
-    km = KaplanMeierFitter().fit(np.asarray(time, float), 1 - np.asarray(event, int))
-    med = km.median_survival_time_
-    return float(med) if np.isfinite(med) else None
+    med = reverse_km_median_follow_up(time, event)
+    return med if np.isfinite(med) else None
 
 
 def ph_test(A: np.ndarray, time, event, names: list[str], penalizer: float) -> dict[str, Any]:
     """Proportional-hazards check of a Cox model's covariates: Schoenfeld-residual test of each
-    (lifelines ``proportional_hazard_test``, rank time transform) on the model's training rows."""
+    (lifelines ``proportional_hazard_test``, rank time transform) on the model's training rows. A constant
+    covariate (the score of a modality without signal) has no hazard ratio to check: it is left out and
+    named under ``constant``."""
     A = np.asarray(A, float)
-    df = pd.DataFrame(A, columns=[f"x{i}" for i in range(A.shape[1])])
-    df["time"], df["event"] = np.asarray(time, float), np.asarray(event, int)
-    try:
-        cph = CoxPHFitter(penalizer=penalizer / max(len(df), 1)).fit(df, "time", "event")
-        res = proportional_hazard_test(cph, df, time_transform="rank")
-    except Exception as e:  # noqa: BLE001 - a failed check is reported, never fatal
-        return {"method": PH_METHOD, "error": f"{type(e).__name__}: {e}"}
-    p = {names[int(k[1:])]: float(v) for k, v in zip(res.summary.index, res.summary["p"])}
+    varies = [j for j in range(A.shape[1]) if np.ptp(A[:, j]) > 0]
+    constant = {"constant": [names[j] for j in range(A.shape[1]) if j not in varies]} if len(varies) < A.shape[1] else {}
+    p: dict[str, float] = {}
+    if varies:
+        df = pd.DataFrame(A[:, varies], columns=[f"x{j}" for j in varies])
+        df["time"], df["event"] = np.asarray(time, float), np.asarray(event, int)
+        try:
+            cph = CoxPHFitter(penalizer=penalizer / max(len(df), 1)).fit(df, "time", "event")
+            res = proportional_hazard_test(cph, df, time_transform="rank")
+        except Exception as e:  # noqa: BLE001 - a failed check is reported, never fatal
+            return {"method": PH_METHOD, "error": f"{type(e).__name__}: {e}", **constant}
+        p = {names[int(k[1:])]: float(v) for k, v in zip(res.summary.index, res.summary["p"])}
     return {"method": PH_METHOD, "p": p, "min_p": float(min(p.values())) if p else None,
-            "violated_at_0.05": sorted(k for k, v in p.items() if v < 0.05)}
+            "violated_at_0.05": sorted(k for k, v in p.items() if v < 0.05), **constant}
 
 
 PH_METHOD = ("Schoenfeld residuals against rank of time, per covariate (lifelines proportional_hazard_test), "
