@@ -80,6 +80,15 @@ def test_calibration_is_not_estimated_where_nobody_is_at_risk():
     assert all(g["estimable"] and 0 <= g["observed"] <= 1 for g in others)
 
 
+def test_validation_leaves_numpys_error_state_alone(fitted):
+    """Kaplan-Meier (curves, calibration) no longer goes through lifelines, whose estimator switches numpy's
+    divide/invalid warnings off for the whole process: in the Slicer module's Python too."""
+    model, tables, out, _ = fitted
+    with np.errstate(all="warn"):
+        validate(model, {m: df.reset_index() for m, df in tables.items()}, out, bootstrap=20)
+        assert np.geterr() == {"divide": "warn", "over": "warn", "under": "warn", "invalid": "warn"}
+
+
 def test_early_fusion_groups_use_the_training_cut_off(fitted):
     model, tables, out, _ = fitted
     cut = model.early_fusion_["cutoff"]

@@ -9,7 +9,7 @@ from lifelines import KaplanMeierFitter
 from lifelines.statistics import logrank_test as lifelines_logrank_test
 from lifelines.statistics import multivariate_logrank_test
 
-from gistrisk.survival.km import kaplan_meier, logrank_test
+from gistrisk.survival.km import kaplan_meier, logrank_test, survival_with_ci
 
 
 def cohorts():
@@ -36,6 +36,18 @@ def test_kaplan_meier_equals_lifelines(k):
         times, survival = kaplan_meier(time[m], event[m])
         np.testing.assert_array_equal(times, sf.index.to_numpy(float))
         np.testing.assert_allclose(survival, sf.to_numpy(float), rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("k", range(43))
+def test_survival_and_interval_at_a_time_equal_lifelines(k):
+    time, event, groups = list(cohorts())[k]
+    lf = KaplanMeierFitter().fit(time, event)
+    bounds = lf.confidence_interval_survival_function_
+    for t in [0.0, *np.quantile(time, [0.1, 0.5, 0.9]), time.max(), time.max() + 5]:
+        s, lo, hi = survival_with_ci(time, event, t)
+        assert s == pytest.approx(float(lf.predict(t)), rel=1e-13, abs=1e-15)
+        np.testing.assert_allclose([lo, hi], bounds.asof(t).to_numpy(float), rtol=1e-10, atol=1e-14)
+    assert np.isnan(survival_with_ci(time, event, -1.0)[0])  # before follow-up starts: no estimate
 
 
 @pytest.mark.parametrize("k", range(43))

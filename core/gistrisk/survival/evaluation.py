@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from lifelines import KaplanMeierFitter
 from sksurv.metrics import (
     cumulative_dynamic_auc,
     integrated_brier_score,
@@ -16,7 +15,7 @@ from sksurv.metrics import (
 from sksurv.nonparametric import CensoringDistributionEstimator
 from sksurv.util import Surv
 
-from gistrisk.survival.km import kaplan_meier, logrank_test
+from gistrisk.survival.km import kaplan_meier, logrank_test, survival_with_ci
 
 
 def as_surv(time: np.ndarray, event: np.ndarray) -> np.ndarray:
@@ -253,9 +252,8 @@ def calibration(pred_survival, time, event, horizon: float, n_groups: int = 4) -
         row: dict[str, Any] = {"predicted": float(pred[m].mean()), "n": int(m.sum()), "n_at_risk": at_risk, "estimable": at_risk > 0,
                "observed": None, "observed_ci": [None, None]}
         if at_risk:
-            km = KaplanMeierFitter().fit(time[m], event[m])
-            row["observed"] = float(km.predict(horizon))
-            row["observed_ci"] = [float(v) for v in km.confidence_interval_survival_function_.asof(horizon).values]
+            observed, lower, upper = survival_with_ci(time[m], event[m], horizon)
+            row["observed"], row["observed_ci"] = observed, [lower, upper]
         rows.append(row)
     return {"horizon": horizon, "groups": rows,
             "not_estimable": [i for i, r in enumerate(rows) if not r["estimable"]]}
