@@ -26,21 +26,19 @@ def kaplan_meier(time, event) -> tuple[np.ndarray, np.ndarray]:
     -------
     times, survival : ndarray, shape (m,)
     """
-    time, event = np.asarray(time, float), np.asarray(event, bool)
-    times = np.unique(np.concatenate([[min(0.0, time.min())], time]))
-    at_risk, deaths = _at_risk_and_deaths(time, event, times)
+    times, at_risk, deaths = _km_table(time, event)
     return times, np.cumprod(1.0 - deaths / at_risk)
 
 
 def survival_with_ci(time, event, t: float, level: float = 0.95) -> tuple[float, float, float]:
     """Kaplan-Meier survival at ``t`` (the step at or before it) with its exponential-Greenwood interval
     (lifelines' ``KaplanMeierFitter`` default); NaN before the first time. Returns (survival, lower, upper)."""
-    time, event = np.asarray(time, float), np.asarray(event, bool)
-    times, survival = kaplan_meier(time, event)
+    times, at_risk, deaths = _km_table(time, event)
     k = np.searchsorted(times, t, side="right") - 1
     if k < 0:
         return float("nan"), float("nan"), float("nan")
-    at_risk, deaths = _at_risk_and_deaths(time, event, times[: k + 1])
+    survival = np.cumprod(1.0 - deaths / at_risk)
+    at_risk, deaths = at_risk[: k + 1], deaths[: k + 1]
     with np.errstate(divide="ignore", invalid="ignore"):
         greenwood = np.where(at_risk > deaths, deaths / (at_risk * (at_risk - deaths)), 0.0).sum()
         log_s = np.log(survival[k])
@@ -127,6 +125,13 @@ def logrank_test(time, event, groups) -> tuple[float, int, float]:
     z, v = observed_minus_expected[:-1], covariance[:-1, :-1]
     statistic = float(z @ np.linalg.pinv(v) @ z)
     return statistic, k - 1, float(chdtrc(k - 1, statistic))
+
+
+def _km_table(time, event) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Time 0 (or the earliest, if negative) and every distinct time, with the number at risk and of events at each."""
+    time, event = np.asarray(time, float), np.asarray(event, bool)
+    times = np.unique(np.concatenate([[min(0.0, time.min())], time]))
+    return times, *_at_risk_and_deaths(time, event, times)
 
 
 def _at_risk_and_deaths(time: np.ndarray, event: np.ndarray, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -255,9 +255,10 @@ def model_card(final: dict[str, ModalityPipeline], data, outcomes: pd.DataFrame,
         for c in pre.categorical_:
             r[c] = {"levels": list(pre.levels_[c])}
         ranges[m] = r
+    follow_up = reverse_km_median_follow_up(t, e)
     return {"n": int(len(outcomes)), "events": int(e.sum()),
             "follow_up_months": {"median": float(np.median(t)), "min": float(t.min()), "max": float(t.max()),
-                                 "median_reverse_km": reverse_km_median(t, e)},
+                                 "median_reverse_km": follow_up if np.isfinite(follow_up) else None},
             "modalities": list(mods), "per_modality": {m: {"n": int(len(data[m][0])), "events": int(data[m][2].sum())}
                                                        for m in mods},
             "input_ranges": ranges, "score_ranges": {m: score_range(final[m].score(data[m][0], training=True),
@@ -277,12 +278,6 @@ def score_range(scores, oof=None) -> dict[str, Any]:
     return out
 
 
-def reverse_km_median(time, event) -> float | None:
-    """Median follow-up by the reverse Kaplan-Meier method (censoring as the event)."""
-    med = reverse_km_median_follow_up(time, event)
-    return med if np.isfinite(med) else None
-
-
 def ph_test(A: np.ndarray, time, event, names: list[str], penalizer: float) -> dict[str, Any]:
     """Proportional-hazards check of a Cox model's covariates: Schoenfeld-residual test of each
     (lifelines ``proportional_hazard_test``, rank time transform) on the model's training rows. A constant
@@ -290,7 +285,8 @@ def ph_test(A: np.ndarray, time, event, names: list[str], penalizer: float) -> d
     named under ``constant``."""
     A = np.asarray(A, float)
     varies = [j for j in range(A.shape[1]) if np.ptp(A[:, j]) > 0]
-    constant = {"constant": [names[j] for j in range(A.shape[1]) if j not in varies]} if len(varies) < A.shape[1] else {}
+    fixed = [names[j] for j in range(A.shape[1]) if j not in varies]
+    constant = {"constant": fixed} if fixed else {}
     p: dict[str, float] = {}
     if varies:
         df = pd.DataFrame(A[:, varies], columns=[f"x{j}" for j in varies])
