@@ -269,7 +269,7 @@ def locate_image(image: ProjectImage, search_dirs: Sequence[str | os.PathLike] =
 def paquo_available() -> bool:
     """True when paquo imports and finds a QuPath install."""
     try:
-        import paquo.java  # noqa: F401  (starts the JVM; fails without QuPath)
+        import paquo.java  # noqa: F401, PLC0415  (optional; starts the JVM; fails without QuPath)
     except Exception:  # noqa: BLE001  paquo raises several kinds when QuPath is missing
         return False
     return True
@@ -302,7 +302,7 @@ def read_project_annotations(path: str | os.PathLike, *, object_types: tuple[str
         When paquo or QuPath is missing (with what to install).
     """
     try:
-        from qupath_bridge.paquo_reader import read_with_paquo
+        from qupath_bridge.paquo_reader import read_with_paquo  # noqa: PLC0415 - optional (paquo and QuPath)
     except Exception as e:  # noqa: BLE001  ImportError without paquo; paquo's own errors without QuPath
         raise QuPathUnavailableError(
             "reading QuPath objects from a project needs paquo and a QuPath install "

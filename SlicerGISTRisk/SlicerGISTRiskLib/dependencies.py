@@ -230,7 +230,7 @@ def radiomics_source() -> dict[str, str]:
     extension's folder, else the pip distribution that owns it
     (``"pip:pyradiomics-bhklab"`` or ``"pip:pyradiomics"``), else ``"unknown"``.
     """
-    import radiomics
+    import radiomics  # noqa: PLC0415 - asked only once it is installed (see ensure_dependencies)
 
     path = Path(radiomics.__file__).resolve().parent
     version = str(getattr(radiomics, "__version__", "unknown"))

@@ -239,7 +239,7 @@ def labelmap_file_to_segmentation(scene: Any, path: str | Path, reference_volume
 
 def dataframe_to_table_node(df: pd.DataFrame, table_node: Any) -> Any:
     """Replace the content of a table node with a DataFrame (numbers as double, others as text)."""
-    import pandas as pd
+    import pandas as pd  # noqa: PLC0415 - see the module top
 
     table = vtk.vtkTable()
     for col in df.columns:
@@ -261,7 +261,7 @@ def dataframe_to_table_node(df: pd.DataFrame, table_node: Any) -> Any:
 
 def table_node_to_dataframe(table_node: Any) -> pd.DataFrame:
     """The content of a table node as a DataFrame (numeric columns as float, others as str)."""
-    import pandas as pd
+    import pandas as pd  # noqa: PLC0415 - see the module top
 
     table = table_node.GetTable()
     data: dict[str, list[Any]] = {}

@@ -113,7 +113,7 @@ def _curve_png(result: CaseResult) -> str:
     if p is None:
         return ""
     matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # noqa: PLC0415 - after choosing Agg: Slicer's Qt must not become the backend
 
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
     for group, color in (("low", "tab:green"), ("high", "tab:gray")):

@@ -10,6 +10,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
+from gistrisk.errors import InputError
 from gistrisk.pathology.slides import Slide
 from gistrisk.pathology.stain import StainConfig, StainNormaliser, fit_tile_indices
 
@@ -135,8 +136,6 @@ def to_input(batch: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...
 
 def resolve_device(device: str) -> torch.device:
     """'cpu', 'cuda', 'cuda:N' or 'auto' (CUDA when available) -> torch.device; clear error if absent."""
-    from gistrisk.errors import InputError
-
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from torch import nn
 
 from gistrisk.errors import InputError
@@ -321,8 +322,6 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
         raise InputError("weights file not found", file=str(path))
     try:
         if path.suffix == ".safetensors":
-            from safetensors import safe_open
-
             with safe_open(str(path), framework="pt", device="cpu") as f:
                 meta = dict(f.metadata() or {})
                 sd = {k: f.get_tensor(k) for k in f.keys()}

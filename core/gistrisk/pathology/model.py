@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import save_file
 from torch import nn
 
+from gistrisk.atomic import atomic_path
 from gistrisk.errors import InputError
 from gistrisk.pathology.checks import check_int, check_number
 from gistrisk.pathology.classes import CLASSES, TUMOUR
@@ -70,7 +72,7 @@ class TissueClassifier(nn.Module):
 
     def __init__(self, num_classes: int = len(CLASSES)):
         super().__init__()
-        from torchvision.models import resnet50
+        from torchvision.models import resnet50  # noqa: PLC0415 - 1.5-3 s to import; see gistrisk.pathology.encoders
 
         net = resnet50(weights=None, num_classes=num_classes)
         # Own the torchvision submodules directly so state-dict keys stay "conv1.weight", "fc.bias", ...
@@ -194,10 +196,6 @@ def save_classifier(path: str | Path, model: Classifier, header: dict[str, Any])
 
     The header gets the model's ``architecture``, and a timm model's ``encoder`` (its :class:`EncoderSpec`).
     """
-    from safetensors.torch import save_file
-
-    from gistrisk.atomic import atomic_path
-
     sd = {k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype).contiguous()
           for k, v in model.state_dict().items()}
     if isinstance(model, TimmClassifier):

@@ -11,14 +11,25 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+from PIL import Image
 
+from gistrisk.atomic import atomic_path, write_table
+from gistrisk.pathology.annotations import load_slide_annotations
+from gistrisk.pathology.embeddings import write_embeddings
+from gistrisk.pathology.features import (
+    FLAG_NO_TUMOUR,
+    FeatureConfig,
+    pool_tumour_features,
+    tile_predictions_frame,
+    write_review_geojson,
+)
 from gistrisk.pathology.slides import Slide
+from gistrisk.pathology.stain import StainConfig
 from gistrisk.pathology.tiling import TileConfig, tile_slide
+from gistrisk.provenance import file_sha256, provenance
 
 if TYPE_CHECKING:  # torch-backed modules load only when features are computed (`tiles` stays light)
     from gistrisk.pathology.engine import InferenceConfig
-    from gistrisk.pathology.features import FeatureConfig
-    from gistrisk.pathology.stain import StainConfig
 
 #: how a slide's mpp was chosen (see :class:`Slide`), kept in tiles metadata and batch results
 MPP_KEYS = ("mpp", "mpp_source", "mpp_recorded", "mpp_unused")
@@ -35,8 +46,6 @@ def tile_one(slide: str | Path, config: TileConfig | None = None, *, annotations
 
     ``mpp`` only fills a slide without mpp metadata; ``mpp_override`` replaces it (see :class:`Slide`).
     """
-    from gistrisk.pathology.annotations import load_slide_annotations
-
     with Slide(slide, backend=backend, mpp=mpp, mpp_override=mpp_override) as s:
         anns = None
         if annotations:
@@ -48,10 +57,6 @@ def tile_one(slide: str | Path, config: TileConfig | None = None, *, annotations
 def save_tile_images(tiles: pd.DataFrame, folder: str | Path, *, backend: str = "auto",
                      mpp: float | None = None, mpp_override: float | None = None) -> list[Path]:
     """Write each tile as ``<slide_id>_x<x>_y<y>[_<label>].png`` (for looking at tiles, not for training)."""
-    from PIL import Image
-
-    from gistrisk.atomic import atomic_path
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     out: list[Path] = []
@@ -75,8 +80,6 @@ def save_tile_images(tiles: pd.DataFrame, folder: str | Path, *, backend: str = 
 
 def tiles_worker(inputs: dict) -> dict:
     """Batch worker: tile one slide and write its Parquet to ``inputs["out"]``."""
-    from gistrisk.atomic import write_table
-
     df = tile_one(inputs["slide"], TileConfig.from_dict(inputs["tile_config"]), annotations=inputs.get("annotations"),
                   mpp=inputs.get("mpp"), backend=inputs.get("backend", "auto"), slide_id=inputs["slide_id"],
                   repair=inputs.get("repair", True), clip_annotations=inputs.get("clip_annotations", False),
@@ -91,7 +94,7 @@ def tiles_worker(inputs: dict) -> dict:
 
 def load_classifier_cached(path: str | Path):
     """:func:`gistrisk.pathology.model.load_classifier`, once per process per file version."""
-    from gistrisk.pathology.model import load_classifier
+    from gistrisk.pathology.model import load_classifier  # noqa: PLC0415 - torch: `tiles` never loads it
 
     p = Path(path)
     p = p / "classifier.safetensors" if p.is_dir() else p
@@ -121,16 +124,10 @@ def features_one(slide: str | Path, model, header: dict, *, patient_id: str, sli
     The tile grid uses the classifier's tile size and mpp. A slide without tumour tiles gets
     ``features=None`` and ``flag="no_tumour_tiles"`` (never a zero vector).
     """
-    from gistrisk.pathology.data import SlideSource
-    from gistrisk.pathology.engine import predict_tiles
-    from gistrisk.pathology.features import (
-        FLAG_NO_TUMOUR,
-        FeatureConfig,
-        pool_tumour_features,
-        tile_predictions_frame,
-        write_review_geojson,
-    )
-    from gistrisk.pathology.gpu_decode import DecodeReport
+    # torch-backed: `tiles` never loads them
+    from gistrisk.pathology.data import SlideSource  # noqa: PLC0415
+    from gistrisk.pathology.engine import predict_tiles  # noqa: PLC0415
+    from gistrisk.pathology.gpu_decode import DecodeReport  # noqa: PLC0415
 
     tcfg = tile_config or TileConfig()
     tcfg = TileConfig.from_dict({**tcfg.to_dict(), "tile_size": int(header["tile_size"]),
@@ -148,8 +145,6 @@ def features_one(slide: str | Path, model, header: dict, *, patient_id: str, sli
     vec, mask = pool_tumour_features(probs, feats, header["classes"], fcfg)
     sid = slide_id or Path(slide).stem
     if review_geojson:
-        from gistrisk.provenance import provenance
-
         preds = tile_predictions_frame(tiles, probs, header["classes"], mask)
         write_review_geojson(review_geojson, preds, header["classes"],
                              provenance({"feature": fcfg.to_dict(), "tile": tcfg.to_dict(),
@@ -157,9 +152,6 @@ def features_one(slide: str | Path, model, header: dict, *, patient_id: str, sli
                                        slide=str(slide)))
     emb_hash = None
     if embeddings:
-        from gistrisk.pathology.embeddings import write_embeddings
-        from gistrisk.provenance import file_sha256, provenance
-
         write_embeddings(embeddings, tiles, feats, probs, classes=list(header["classes"]), slide_id=sid,
                          patient_id=str(patient_id), slide=str(slide), target_mpp=float(header["mpp"]),
                          level0_mpp=mpp_info["mpp"],
@@ -176,11 +168,10 @@ def features_one(slide: str | Path, model, header: dict, *, patient_id: str, sli
 
 def features_worker(inputs: dict) -> dict:
     """Batch worker: one slide's feature vector (see :func:`features_one`)."""
-    import torch
+    # torch-backed: `tiles` never loads them
+    import torch  # noqa: PLC0415
 
-    from gistrisk.pathology.engine import InferenceConfig
-    from gistrisk.pathology.features import FeatureConfig
-    from gistrisk.pathology.stain import StainConfig
+    from gistrisk.pathology.engine import InferenceConfig  # noqa: PLC0415
 
     threads = inputs.get("torch_threads")
     if threads:

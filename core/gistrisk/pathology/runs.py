@@ -24,18 +24,26 @@ import pandas as pd
 from gistrisk.atomic import write_json, write_table
 from gistrisk.batch import BatchItem, cache_path, file_fingerprint, run_batch
 from gistrisk.errors import InputError
+from gistrisk.pathology.embeddings import SlideEmbeddings, embedding_files, read_embeddings
+from gistrisk.pathology.features import FLAG_NO_TUMOUR, FeatureConfig, features_table, pool_tumour_features
 from gistrisk.pathology.manifest import SlideEntry, slide_entries
-from gistrisk.pathology.pipeline import MPP_KEYS, save_tile_images, tile_one, tiles_worker, torch_threads_per_job
+from gistrisk.pathology.pipeline import (
+    MPP_KEYS,
+    features_worker,
+    save_tile_images,
+    tile_one,
+    tiles_worker,
+    torch_threads_per_job,
+)
 from gistrisk.pathology.slides import mpp_message
+from gistrisk.pathology.stain import resolve_stain
 from gistrisk.pathology.tiling import TileConfig
 from gistrisk.paths import check_output, sidecar
 from gistrisk.provenance import file_sha256, provenance
 from qupath_bridge.naming import RULE, file_name_clashes, tile_predictions_file_name
 
 if TYPE_CHECKING:  # torch-backed: loaded only by feature_cohort, so tiling never imports torch
-    from gistrisk.pathology.embeddings import SlideEmbeddings
     from gistrisk.pathology.engine import InferenceConfig
-    from gistrisk.pathology.features import FeatureConfig
 
 FAILURE_COLUMNS = ["slide_id", "patient_id", "slide", "error_type", "message"]
 _EDGE_BYTES = 4 << 20
@@ -258,12 +266,9 @@ def feature_cohort(classifier: str | Path, slides: str | Path | Sequence[SlideEn
     entries = slide_entries(slides, mpp, mpp_override)
     review_names = review_file_names(entries) if review is not None else {}
     # the torch-backed modules only once the inputs above have passed: a bad one is refused at once
-    from gistrisk.pathology.engine import InferenceConfig
-    from gistrisk.pathology.features import FLAG_NO_TUMOUR, FeatureConfig, features_table
-    from gistrisk.pathology.gpu_decode import DecodeReport
-    from gistrisk.pathology.model import encoder_spec, load_classifier
-    from gistrisk.pathology.pipeline import features_worker
-    from gistrisk.pathology.stain import resolve_stain
+    from gistrisk.pathology.engine import InferenceConfig  # noqa: PLC0415
+    from gistrisk.pathology.gpu_decode import DecodeReport  # noqa: PLC0415
+    from gistrisk.pathology.model import encoder_spec, load_classifier  # noqa: PLC0415
 
     messages = _Messages(on_message)
     fcfg = feature if isinstance(feature, FeatureConfig) else FeatureConfig(**(feature or {}))
@@ -361,9 +366,6 @@ def aggregate_embeddings(embeddings: str | Path | Sequence[str | Path], out: str
         ``gistrisk fit`` records, as for the table ``feature_cohort`` writes).
     feature : tumour-tile pooling settings (:class:`~gistrisk.pathology.features.FeatureConfig` or its fields).
     """
-    from gistrisk.pathology.embeddings import embedding_files, read_embeddings
-    from gistrisk.pathology.features import FLAG_NO_TUMOUR, FeatureConfig, features_table, pool_tumour_features
-
     start = time.perf_counter()
     out = Path(out)
     if out.suffix.lower() not in (".parquet", ".csv"):

@@ -7,6 +7,7 @@ record it and move on.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+from PIL import Image
 
 from gistrisk.errors import InputError
 from gistrisk.pathology.checks import check_number
@@ -128,8 +130,6 @@ class Slide:
         if arr is None:
             arr = self._read_region(x0, y0, level, read_size)
         if tile_size is not None and tile_size != read_size:
-            from PIL import Image
-
             arr = np.asarray(Image.fromarray(arr).resize(
                 (tile_size, tile_size), Image.Resampling[resize_filter(read_size, tile_size).upper()]))
         return arr
@@ -196,8 +196,6 @@ class Slide:
         w, h = self.dimensions
         if tw < size[0] or th < size[1] or abs(tw / th - w / h) > 0.01 * (w / h):
             return None
-        from PIL import Image
-
         return thumb.resize(size, Image.Resampling.BOX).convert("RGB")
 
     def _fast_thumbnail(self, size: tuple[int, int]):
@@ -215,8 +213,6 @@ class Slide:
             return None
         if arr is None:
             return None
-        from PIL import Image
-
         thumb = Image.fromarray(arr)
         thumb.thumbnail(size, Image.Resampling.LANCZOS)
         return thumb
@@ -241,8 +237,6 @@ class _PlainImage:
     """A PNG/JPEG held in memory with the small part of the OpenSlide API the Slide class uses."""
 
     def __init__(self, path: Path):
-        from PIL import Image
-
         with Image.open(path) as im:
             self._arr: np.ndarray | None = np.asarray(im.convert("RGB"))  # None once closed
         h, w = self._arr.shape[:2]
@@ -262,8 +256,6 @@ class _PlainImage:
         return out
 
     def get_thumbnail(self, size: tuple[int, int]):
-        from PIL import Image
-
         assert self._arr is not None, "read from a closed slide"
         im = Image.fromarray(self._arr)
         im.thumbnail(size, Image.Resampling.BOX)
@@ -292,13 +284,11 @@ def _open(path: Path, backend: Backend | str):  # any text: manifests and CLIs p
 
 def _open_with(name: str, path: Path):
     if name == "openslide":
-        import openslide
+        import openslide  # noqa: PLC0415 - the reader chosen at run time; it may be missing
 
         return openslide.OpenSlide(str(path))
     if name == "tiffslide":
-        import logging
-
-        import tiffslide
+        import tiffslide  # noqa: PLC0415 - the reader chosen at run time (0.26 s to import); it may be missing
 
         # tifffile logs each bad offset of a broken file; the InputError we raise says it once
         tlog = logging.getLogger("tifffile")
@@ -403,8 +393,6 @@ def mpp_message(slide: str, info: dict) -> str | None:
 def _pil_rgba_to_rgb(img):
     """PIL RGBA -> RGB; transparent pixels (outside the scanned area) become white, not black."""
     if img.mode == "RGBA" and img.getchannel("A").getextrema()[0] < 255:
-        from PIL import Image
-
         bg = Image.new("RGB", img.size, (255, 255, 255))
         bg.paste(img, mask=img.getchannel("A"))
         return bg

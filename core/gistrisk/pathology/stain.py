@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+from PIL import Image
 
 from gistrisk.errors import InputError
 
@@ -315,10 +316,6 @@ def resolve_stain(trained: dict | None, requested: str | None) -> tuple[StainCon
 
 def read_reference_rgb(path) -> np.ndarray:
     """A reference H&E image file (PNG/JPEG/TIFF) as RGB, shape (H, W, 3) uint8; InputError if unreadable."""
-    from PIL import Image
-
-    from gistrisk.errors import InputError
-
     try:
         with Image.open(path) as img:
             return np.asarray(img.convert("RGB"))

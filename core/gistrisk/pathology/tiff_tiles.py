@@ -248,7 +248,7 @@ def open_tiff_reader(path: str | Path, level_dimensions: list[tuple[int, int]], 
     if vendor not in SUPPORTED_VENDORS:
         return None
     try:
-        import tifffile
+        import tifffile  # noqa: PLC0415 - an optional fast path: without it OpenSlide reads the slide
 
         tf = tifffile.TiffFile(str(path))
     except Exception:  # noqa: BLE001 - OpenSlide opened it; let it read what tifffile cannot parse
@@ -364,7 +364,7 @@ def complete_jpeg(data: bytes, tables: bytes | None, rgb: bool) -> bytes:
 
 
 def _jpeg_decoder(tables: bytes | None, photometric: int) -> Callable[[bytes, int], np.ndarray]:
-    import imagecodecs
+    import imagecodecs  # noqa: PLC0415 - an optional fast path: without it OpenSlide reads the slide
 
     # OpenSlide sets the JPEG colour space from the TIFF photometric tag (Aperio writes RGB JPEGs
     # without an Adobe marker), whatever the JPEG's own markers suggest; do the same

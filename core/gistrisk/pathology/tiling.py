@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import shapely
+from shapely import STRtree
 
 from gistrisk.errors import InputError
 from gistrisk.pathology.checks import check_int, check_number
@@ -147,9 +149,6 @@ def label_tiles(boxes: np.ndarray, annotations: Sequence, min_overlap: float) ->
     overlapping drawings are not counted twice. Returns (labels (N,) object, None where no class
     covers ``min_overlap``; overlap (N,) float, fraction of the tile covered by that class).
     """
-    import shapely
-    from shapely import STRtree
-
     n = len(boxes)
     by_class: dict[str, list] = {}
     for a in annotations:

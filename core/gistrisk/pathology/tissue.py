@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
 
 from gistrisk.errors import InputError
 
@@ -54,8 +55,6 @@ def tissue_mask(rgb: np.ndarray, config: TissueConfig | None = None, px_per_tile
 
     px_per_tile: side of one tile in thumbnail px (sets the size limits of specks and holes).
     """
-    from scipy import ndimage
-
     cfg = config or TissueConfig()
     rgb = np.asarray(rgb, np.uint8)
     r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]  # (reductions over a length-3 axis are slow)
@@ -76,8 +75,6 @@ def tissue_mask(rgb: np.ndarray, config: TissueConfig | None = None, px_per_tile
 
 def _drop_small(mask: np.ndarray, min_size: float, *, keep_small: bool) -> np.ndarray:
     """Components of ``mask`` at least ``min_size`` px (or, with keep_small, those under it)."""
-    from scipy import ndimage
-
     lab, n = ndimage.label(mask)
     if not n:
         return mask

@@ -26,6 +26,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
+from gistrisk.atomic import write_json, write_table
 from gistrisk.errors import InputError
 from gistrisk.pathology.data import SlideSource, TileDataset, fit_stain, resolve_device, to_input
 from gistrisk.pathology.encoders import RESNET50, EncoderSpec, resolve_encoder
@@ -39,6 +40,7 @@ from gistrisk.pathology.model import (
     save_classifier,
 )
 from gistrisk.pathology.train_config import TrainConfig
+from gistrisk.provenance import provenance
 
 log = logging.getLogger(__name__)
 
@@ -121,9 +123,6 @@ def train_classifier(tiles: pd.DataFrame, out_dir: str | Path, config: TrainConf
     on_epoch : called with each epoch's history row (progress reporting).
     on_warning : called with each warning about the training data (default: logged).
     """
-    from gistrisk.atomic import write_json, write_table
-    from gistrisk.provenance import provenance
-
     cfg = config or TrainConfig()
     if encoder is not None and weights is not None and str(weights) != encoder.weights:
         raise InputError(f"two start weights given: {weights} and the encoder's {encoder.weights}")

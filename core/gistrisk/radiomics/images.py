@@ -53,7 +53,7 @@ def _read_dicom_series(path: Path, patient: str | None) -> sitk.Image:
     reader = sitk.ImageSeriesReader()
     series = list(reader.GetGDCMSeriesIDs(str(folder)))
     if path.is_file():  # one file named: the series it belongs to
-        import pydicom
+        import pydicom  # noqa: PLC0415 - see the module top
 
         try:
             uid = str(pydicom.dcmread(str(path), stop_before_pixels=True).SeriesInstanceUID)
@@ -86,7 +86,7 @@ def _check_series_files(folder: Path, uid: str, files: list[str], patient: str |
 
     Raises InputError for a truncated/corrupt slice of the series and for missing slices.
     """
-    import pydicom
+    import pydicom  # noqa: PLC0415 - see the module top
 
     listed = {Path(f).resolve() for f in files}
     positions = []

@@ -175,7 +175,7 @@ def _read_old_slicer_seg(path: Path, *, label: int | None, segment: str | None, 
 
 def _read_dicom_mask(path: Path, reference: sitk.Image, *, label: int | None, segment: str | None,
                      patient: str | None) -> LoadedMask:
-    import pydicom
+    import pydicom  # noqa: PLC0415 - see the module top
 
     candidates = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
     found = []
@@ -197,7 +197,7 @@ def _read_dicom_mask(path: Path, reference: sitk.Image, *, label: int | None, se
                          file=str(path), patient=patient)
     p, modality = found[0]
     if modality == "RTSTRUCT":
-        from gistrisk.radiomics.rtstruct import rasterise_rtstruct
+        from gistrisk.radiomics.rtstruct import rasterise_rtstruct  # noqa: PLC0415 - see the module top
 
         mask, info = rasterise_rtstruct(p, reference, roi=segment, roi_number=label, patient=patient)
         return LoadedMask(mask, 1, {"kind": "rtstruct", **info})
@@ -205,7 +205,7 @@ def _read_dicom_mask(path: Path, reference: sitk.Image, *, label: int | None, se
 
 
 def _read_dicom_seg(path: Path, *, label: int | None, segment: str | None, patient: str | None) -> LoadedMask:
-    import highdicom as hd
+    import highdicom as hd  # noqa: PLC0415 - see the module top
 
     try:
         seg = hd.seg.segread(str(path))

@@ -8,6 +8,10 @@ import hashlib
 import logging
 from pathlib import Path
 
+import pykwalify.core
+import radiomics  # noqa: F401  (registers the schema extension functions)
+from pykwalify.errors import PyKwalifyException
+
 from gistrisk.errors import InputError
 from gistrisk.provenance import file_sha256
 
@@ -65,10 +69,6 @@ def _load_params(path: str, digest: str) -> dict:
     ------
     InputError naming the file and the schema problem (e.g. an unknown key).
     """
-    import pykwalify.core
-    import radiomics  # noqa: F401  (registers the schema extension functions)
-    from pykwalify.errors import PyKwalifyException
-
     schema = Path(radiomics.__file__).parent / "schemas" / "paramSchema.yaml"
     ext = Path(radiomics.__file__).parent / "schemas" / "schemaFuncs.py"
     logging.getLogger("pykwalify").setLevel(logging.CRITICAL)  # we report the error ourselves

@@ -16,11 +16,11 @@ __all__ = ["write_cohort_report", "write_patient_report"]
 
 def __getattr__(name: str) -> Any:
     if name == "write_cohort_report":
-        from gistrisk.report.cohort_report import write_cohort_report
+        from gistrisk.report.cohort_report import write_cohort_report  # noqa: PLC0415 - see above
 
         return write_cohort_report
     if name == "write_patient_report":
-        from gistrisk.report.patient import write_patient_report
+        from gistrisk.report.patient import write_patient_report  # noqa: PLC0415 - see above
 
         return write_patient_report
     raise AttributeError(name)

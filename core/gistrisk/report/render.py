@@ -45,7 +45,7 @@ def ordered(names) -> list[str]:
 def pyplot():
     """matplotlib.pyplot on the Agg backend (no display needed)."""
     matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # noqa: PLC0415 - after choosing Agg, so that no display is needed
 
     plt.rcParams.update({"font.size": 9, "axes.spines.top": False, "axes.spines.right": False,
                          "figure.dpi": DPI, "savefig.bbox": "tight", "svg.hashsalt": "gistrisk"})

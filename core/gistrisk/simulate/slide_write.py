@@ -35,7 +35,7 @@ def pyramid(rgb: np.ndarray, levels: int, factor: int = 4) -> list[np.ndarray]:
 def write_slide(path: Path, rgb: np.ndarray, mpp: float, levels: int = 3, tile: int = 256,
                 quality: int = 90) -> None:
     """Write ``rgb`` (h, w, 3) uint8 as a tiled pyramidal TIFF with ``mpp`` microns per pixel."""
-    import tifffile
+    import tifffile  # noqa: PLC0415 - the pathology extra: only the image-level simulation writes slides
 
     with atomic_path(path) as tmp:
         with tifffile.TiffWriter(tmp) as tw:

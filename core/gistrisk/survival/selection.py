@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import sklearn
 from sklearn.model_selection import StratifiedKFold
+from sksurv.linear_model import CoxnetSurvivalAnalysis
 
 from gistrisk.survival.config import LassoConfig, RSFConfig, StepwiseConfig
 from gistrisk.survival.cox import fit_cox, partial_loglik
@@ -61,8 +62,6 @@ class LassoCoxSelector:
         self.seed = seed
 
     def _coxnet(self, alphas=None):
-        from sksurv.linear_model import CoxnetSurvivalAnalysis
-
         c = self.config
         return CoxnetSurvivalAnalysis(l1_ratio=c.l1_ratio, n_alphas=c.n_alphas, alphas=alphas,
                                       alpha_min_ratio=c.alpha_min_ratio, max_iter=100000, tol=1e-7)
