@@ -1,11 +1,12 @@
 """Kaplan-Meier curves, their read-outs (survival at a time with its interval, median, reverse-KM follow-up)
 and the log-rank test, with arrays.
 
-What lifelines gives (``KaplanMeierFitter``'s curve and exponential-Greenwood interval; ``multivariate_logrank_test``, unweighted,
-with its tie handling), everyone entering at time 0: checked against it in tests/survival/test_km.py
-(and against scikit-survival and R's survdiff on GBSG2 in tests/report/test_km_crosscheck.py). Validation,
-the development figures and the maximally selected cut-off call them dozens of times per fit; lifelines
-builds a pandas event table per call (about 40 ms), these take well under 1 ms.
+What lifelines gives (``KaplanMeierFitter``'s curve and exponential-Greenwood interval;
+``multivariate_logrank_test``, unweighted, with its tie handling), everyone entering at time 0: checked
+against it in tests/survival/test_km.py (and against scikit-survival and R's survdiff on GBSG2 in
+tests/report/test_km_crosscheck.py). Validation, the development figures and the maximally selected
+cut-off call them dozens of times per fit; lifelines builds a pandas event table per call (about 40 ms),
+these take well under 1 ms.
 """
 
 from __future__ import annotations
