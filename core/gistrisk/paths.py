@@ -16,8 +16,8 @@ def _same(a: Path, b: Path) -> bool:
 
 
 def check_output(out: str | Path, *, kind: str, inputs: Iterable[str | Path | None] = (), option: str = "--out") -> Path:
-    """Refuse an output that is one of the inputs or exists as the other kind (a folder where a file
-    is written, a file where a folder is).
+    """Refuse an output that is one of the inputs, exists as the other kind (a folder where a file
+    is written, a file where a folder is) or lies under an existing file.
 
     Parameters
     ----------
@@ -36,6 +36,9 @@ def check_output(out: str | Path, *, kind: str, inputs: Iterable[str | Path | No
         if _same(out, inp) or (inp.is_dir() and out.exists() and _inside(out, inp)):
             raise InputError(f"{option} {out} is also an input of this command; it would be overwritten. "
                              "Choose another output path")
+    blocking = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise InputError(f"{option} {out}: {blocking} is an existing file, not a folder; give a path in a folder")
     if kind == "file" and out.is_dir():
         raise InputError(f"{option} {out} is an existing folder; give the path of the file to write inside it")
     if kind == "dir" and out.exists() and not out.is_dir():

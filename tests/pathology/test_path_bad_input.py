@@ -148,6 +148,25 @@ def test_features_out_folder_is_refused_before_the_batch(classifier_factory, tmp
     assert list(out.iterdir()) == [] and not (tmp_path / "out.cache").exists()
 
 
+@pytest.mark.parametrize("cmd", ["tiles-slide", "tiles-manifest", "features"])
+def test_an_output_inside_a_file_is_refused(cmd, small_slide, classifier_factory, tmp_path):
+    """--out under a path that exists as a file (a typo, a table named like a folder): one line, no traceback."""
+    taken = tmp_path / "taken.txt"
+    taken.write_text("not a folder")
+    m = tmp_path / "m.csv"
+    pd.DataFrame({"patient_id": ["P1"], "slide": [str(small_slide)]}).to_csv(m, index=False)
+    args = {
+        "tiles-slide": ["tiles", "--slide", small_slide, "--out", taken / "t.parquet"],
+        "tiles-manifest": ["tiles", "--manifest", m, "--out", taken / "tiles"],
+        "features": ["features", "--classifier", classifier_factory("tumour"), "--manifest", m,
+                     "--out", taken / "f.parquet"],
+    }[cmd]
+    r = _run(args)
+    assert isinstance(r.exception, InputError), r.output
+    assert f"{taken} is an existing file, not a folder" in str(r.exception)
+    assert taken.read_text() == "not a folder"
+
+
 @pytest.mark.parametrize("cmd", ["tiles-manifest", "tiles-images", "train", "features-review"])
 def test_folder_outputs_that_are_files_are_refused(cmd, small_slide, classifier_factory, tmp_path):
     taken = tmp_path / "taken.txt"

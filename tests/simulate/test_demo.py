@@ -11,7 +11,8 @@ import inspect
 import pytest
 import typer
 
-from gistrisk.simulate.demo import Layout, fit_config_text, plan
+from gistrisk.errors import InputError
+from gistrisk.simulate.demo import Layout, fit_config_text, plan, run_demo
 from gistrisk.simulate.demo_settings import PAPER, DemoSettings, settings_rows
 
 
@@ -153,3 +154,13 @@ def test_an_api_step_with_bad_input_fails_with_the_error_in_its_log(tmp_path):
     assert seen[0] == f"[radiomics_development] gistrisk.radiomics.runs.extract_cohort(manifest='{manifest}', " \
                       f"out='{tmp_path / 'f.parquet'}')"
     assert not (tmp_path / "f.parquet").exists()
+
+
+@pytest.mark.parametrize("under", [False, True], ids=["a file", "under a file"])
+def test_an_out_that_is_a_file_or_lies_under_one_is_refused_before_any_step(tmp_path, under):
+    taken = tmp_path / "taken.txt"
+    taken.write_text("mine")
+    steps = []
+    with pytest.raises(InputError, match="is an existing file"):
+        run_demo(taken / "demo" if under else taken, echo=steps.append)
+    assert steps == [] and taken.read_text() == "mine"

@@ -137,6 +137,15 @@ def test_resume_keeps_files_and_refuses_other_parameters(tmp_path):
     assert slide.read_bytes() == before
 
 
+@pytest.mark.parametrize("under", [False, True], ids=["a file", "under a file"])
+def test_refuses_an_out_that_is_a_file_or_lies_under_one(tmp_path, under):
+    taken = tmp_path / "taken.txt"
+    taken.write_text("mine")
+    with pytest.raises(InputError, match="is an existing file"):
+        simulate_cohort(taken / "sim" if under else taken, 2, 0, seed=1)
+    assert taken.read_text() == "mine"
+
+
 def test_refuses_a_foreign_non_empty_folder(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(InputError, match="not empty"):

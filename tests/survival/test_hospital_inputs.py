@@ -135,6 +135,8 @@ def test_predict_never_overwrites_an_input_or_writes_over_a_folder(cohort, gistr
             "is an existing folder")
     refused(gistrisk("predict", "--model", cohort / "model", "-m", f"clinical={table}", "--out",
                      cohort / "model" / "model.json"), "is also an input")
+    refused(gistrisk("predict", "--model", cohort / "model", "-m", f"clinical={table}", "--out",
+                     table / "predictions.csv"), f"{table} is an existing file, not a folder")
 
 
 def test_validate_without_a_modality_for_the_whole_cohort_scores_what_it_can(cohort, gistrisk, tmp_path):

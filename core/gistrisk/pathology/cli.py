@@ -78,6 +78,7 @@ def tiles(
         elif out.suffix.lower() != ".parquet":
             raise InputError(f"--out {out}: give a .parquet file, or an existing folder to write "
                              f"{slide.stem}.tiles.parquet into")
+        check_output(out, kind="file", inputs=[slide, annotations])
         if images is not None:
             check_output(images, kind="dir", option="--images")
         from gistrisk.pathology.runs import tile_single

@@ -29,6 +29,7 @@ from gistrisk.atomic import write_json, write_text
 from gistrisk.errors import GistRiskError, InputError
 from gistrisk.pathology.runs import feature_cohort, tile_cohort
 from gistrisk.pathology.tiling import TileConfig
+from gistrisk.paths import check_output
 from gistrisk.radiomics.runs import extract_cohort
 from gistrisk.simulate.demo_settings import DemoSettings, settings_rows
 from gistrisk.simulate.study import simulate_cohort
@@ -208,7 +209,7 @@ def run_demo(out: Path, settings: DemoSettings | None = None,
              echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Simulate, extract, train, fit, validate and report; returns a summary (also summary.json)."""
     s = settings or DemoSettings()
-    lay = Layout(Path(out).resolve())
+    lay = Layout(check_output(out, kind="dir").resolve())
     for stale in (lay.report, lay.out / "summary.json"):  # never report a previous run's file
         stale.unlink(missing_ok=True)
     t0 = time.perf_counter()

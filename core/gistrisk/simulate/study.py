@@ -26,6 +26,7 @@ import pandas as pd
 
 from gistrisk.atomic import write_json, write_table
 from gistrisk.errors import InputError
+from gistrisk.paths import check_output
 from gistrisk.provenance import package_versions, provenance
 from gistrisk.simulate.config import Acquisition, SimulationConfig
 from gistrisk.simulate.ct_write import SEGMENT_NAME
@@ -50,6 +51,7 @@ class _CohortSpec:
 
 def _check_out_dir(out: Path, params: dict[str, Any], overwrite: bool) -> None:
     """Refuse to mix two different simulations in one folder; allow resuming the same one."""
+    check_output(out, kind="dir")
     marker = out / MARKER
     if marker.exists():
         old = json.loads(marker.read_text(encoding="utf-8"))
