@@ -148,13 +148,19 @@ def test_features_out_folder_is_refused_before_the_batch(classifier_factory, tmp
     assert list(out.iterdir()) == [] and not (tmp_path / "out.cache").exists()
 
 
-@pytest.mark.parametrize("cmd", ["tiles-slide", "tiles-manifest", "features"])
-def test_an_output_inside_a_file_is_refused(cmd, small_slide, classifier_factory, tmp_path):
-    """--out under a path that exists as a file (a typo, a table named like a folder): one line, no traceback."""
+def _taken_file_and_manifest(tmp_path, slide):
+    """A file where a command's output would go, and a one-slide manifest."""
     taken = tmp_path / "taken.txt"
     taken.write_text("not a folder")
     m = tmp_path / "m.csv"
-    pd.DataFrame({"patient_id": ["P1"], "slide": [str(small_slide)]}).to_csv(m, index=False)
+    pd.DataFrame({"patient_id": ["P1"], "slide": [str(slide)]}).to_csv(m, index=False)
+    return taken, m
+
+
+@pytest.mark.parametrize("cmd", ["tiles-slide", "tiles-manifest", "features"])
+def test_an_output_inside_a_file_is_refused(cmd, small_slide, classifier_factory, tmp_path):
+    """--out under a path that exists as a file (a typo, a table named like a folder): one line, no traceback."""
+    taken, m = _taken_file_and_manifest(tmp_path, small_slide)
     args = {
         "tiles-slide": ["tiles", "--slide", small_slide, "--out", taken / "t.parquet"],
         "tiles-manifest": ["tiles", "--manifest", m, "--out", taken / "tiles"],
@@ -169,10 +175,7 @@ def test_an_output_inside_a_file_is_refused(cmd, small_slide, classifier_factory
 
 @pytest.mark.parametrize("cmd", ["tiles-manifest", "tiles-images", "train", "features-review"])
 def test_folder_outputs_that_are_files_are_refused(cmd, small_slide, classifier_factory, tmp_path):
-    taken = tmp_path / "taken.txt"
-    taken.write_text("not a folder")
-    m = tmp_path / "m.csv"
-    pd.DataFrame({"patient_id": ["P1"], "slide": [str(small_slide)]}).to_csv(m, index=False)
+    taken, m = _taken_file_and_manifest(tmp_path, small_slide)
     args = {
         "tiles-manifest": ["tiles", "--manifest", m, "--out", taken],
         "tiles-images": ["tiles", "--slide", small_slide, "--out", tmp_path / "t.parquet", "--images", taken],
